@@ -1,0 +1,1 @@
+"""Review surfaces: one subpackage per platform, each implementing `bot.protocols.Adapter`."""

@@ -1,0 +1,3 @@
+from adapters.log.adapter import LogAdapter
+
+__all__ = ["LogAdapter"]

@@ -1,0 +1,329 @@
+"""The FastAPI application: routes of DESIGN.md's HTTP table (Slack's and the reports
+come with their own issues).
+
+Every request is authenticated before its body is parsed, so an unsigned caller
+learns nothing about the schema. Bodies are read raw (the signature covers the exact
+bytes), bounded at 256 KiB, and validated with pydantic; errors come back as
+`{"error": code, "message": sentence, "errors": [{"field", "message"}]}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
+
+from bot import __version__
+from bot.api.auth import Authenticator
+from bot.api.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
+from bot.errors import AuthError, ForbiddenError, InvalidInput, NotFound, SignoffError
+from bot.intake import prepare
+from bot.queries import MAX_PAGE, get_case, list_cases
+from bot.runtime import Runtime
+from bot.schemas import (
+    MAX_BODY_BYTES,
+    CancelIn,
+    CaseIn,
+    CaseList,
+    CaseOut,
+    InfoIn,
+    SubmitOut,
+)
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("pending", "info_requested", "approved", "rejected", "expired", "cancelled", "auto_decided")
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["error", "message"],
+}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status_code=status,
+        media_type="application/json", headers=headers,
+    )  # fmt: skip
+
+
+def error_response(exc: SignoffError) -> Response:
+    headers = {"WWW-Authenticate": 'Signature realm="signoff"'} if isinstance(exc, AuthError) else None
+    return json_response(exc.status, exc.to_json(), headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "(body)"
+
+
+def validation_error(exc: ValidationError | RequestValidationError, what: str) -> Response:
+    errors = []
+    for error in exc.errors():
+        loc = tuple(error.get("loc", ()))
+        # pydantic puts a model validator's message at the model; say so plainly
+        kind = error.get("type", "")
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            message = "unknown field"
+        elif kind == "json_invalid":
+            message = f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}".rstrip(": ")
+        errors.append({"field": _field(loc), "message": message})
+    first = errors[0] if errors else {"field": "(body)", "message": "invalid"}
+    summary = f"{what}: {first['field']}: {first['message']}"
+    if len(errors) > 1:
+        summary += f" (and {len(errors) - 1} more)"
+    return json_response(422, {"error": "validation_failed", "message": summary, "errors": errors})
+
+
+def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
+    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length says so."""
+
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await app(scope, receive, send)
+            return
+        too_big = False
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = True
+        chunks: list[bytes] = []
+        size = 0
+        if not too_big:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    too_big = True
+                    break
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        if too_big:
+            body = orjson.dumps({
+                "error": "too_large",
+                "message": f"the body is larger than {limit // 1024} KiB; send less (summaries and "
+                           "evidence can link to the full text)",
+            })  # fmt: skip
+            await send({"type": "http.response.start", "status": 413, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        payload = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return limited
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+    """The app. With `manage_runtime`, the app's lifespan starts and stops `runtime`."""
+    metrics = Metrics()
+    auth = Authenticator(runtime.sources, runtime.settings.signature_window)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="Signoff", version=__version__, lifespan=lifespan,
+        description="Human sign-off for AI workflows: submit a case, get a decision.",
+    )  # fmt: skip
+    app.state.runtime = runtime
+
+    @app.exception_handler(SignoffError)
+    async def _signoff_error(_: Request, exc: SignoffError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> Response:
+        return validation_error(exc, "invalid request")
+
+    async def caller(request: Request, body: bytes = b"") -> str:
+        return auth.source(request.headers, body, time.time())
+
+    def parse(model: type[BaseModel], body: bytes, what: str) -> BaseModel | Response:
+        try:
+            return model.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            return validation_error(exc, what)
+
+    def body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+        return {"requestBody": {"required": required, "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+        }}}  # fmt: skip
+
+    errors_doc: dict[int | str, dict[str, Any]] = {
+        code: {"description": why, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for code, why in (
+            (401, "not signed, bad signature or token, or outside the 300 s window"),
+            (403, "the case belongs to another source"),
+            (404, "no such case"),
+            (409, "conflict: idempotency key reused with another body, or the case's state"),
+            (413, "body over 256 KiB"),
+            (422, "invalid body: `errors` names each field"),
+        )
+    }
+
+    @app.post(
+        "/v1/escalations", status_code=201, response_model=None, openapi_extra=body_doc(CaseIn),
+        responses={201: {"model": SubmitOut}, 200: {"model": SubmitOut, "description": "replay"},
+                   **errors_doc},
+        summary="Submit a case",
+    )  # fmt: skip
+    async def submit(request: Request) -> Response:
+        body = await request.body()
+        source = await caller(request, body)
+        case = parse(CaseIn, body, "invalid case")
+        if isinstance(case, Response):
+            return case
+        assert isinstance(case, CaseIn)
+        if case.source != source:
+            raise ForbiddenError(
+                f"the request is authenticated as source {source!r} but the case says "
+                f"source {case.source!r}"
+            )
+        key = request.headers.get("idempotency-key")
+        if key is not None and (not key.strip() or len(key) > 200):
+            raise InvalidInput("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
+        if key and case.idempotency_key and key != case.idempotency_key:
+            raise InvalidInput(
+                "the Idempotency-Key header and the idempotency_key field differ; send one",
+                field="idempotency_key",
+            )
+        prepared = prepare(case, runtime.policy, runtime.platforms, runtime.clock.now(),
+                           key or case.idempotency_key)  # fmt: skip
+        accepted = await runtime.writer.submit(prepared)
+        if accepted.status_code == 201:
+            metrics.intake.labels(accepted.response["lane"]).inc()
+        return json_response(accepted.status_code, accepted.response,
+                             {"Location": f"/v1/escalations/{accepted.response['id']}"})  # fmt: skip
+
+    @app.get("/v1/escalations/{case_id}", response_model=CaseOut, responses=errors_doc,
+             summary="Read a case: status, decisions, events, deliveries")  # fmt: skip
+    async def read(request: Request, case_id: str) -> Response:
+        source = await caller(request)
+        if len(case_id) > 64:
+            raise NotFound("no case with that id")
+        return json_response(200, await get_case(runtime.engine, case_id, source))
+
+    @app.get("/v1/escalations", response_model=CaseList, responses=errors_doc,
+             summary="List this source's cases, newest first")  # fmt: skip
+    async def listing(
+        request: Request,
+        status: str | None = Query(None, max_length=32),
+        lane: str | None = Query(None, max_length=64),
+        kind: str | None = Query(None, max_length=64),
+        cursor: str | None = Query(None, max_length=200),
+        limit: int = Query(50, ge=1, le=MAX_PAGE),
+    ) -> Response:
+        source = await caller(request)
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
+        page = await list_cases(runtime.engine, source, status=status, lane=lane, kind=kind,
+                                cursor=cursor, limit=limit)  # fmt: skip
+        return json_response(200, page)
+
+    @app.post("/v1/escalations/{case_id}/info", response_model=None,
+              openapi_extra=body_doc(InfoIn), responses=errors_doc,
+              summary="Answer a reviewer's request for information")  # fmt: skip
+    async def info(request: Request, case_id: str) -> Response:
+        body = await request.body()
+        source = await caller(request, body)
+        answer = parse(InfoIn, body, "invalid answer")
+        if isinstance(answer, Response):
+            return answer
+        assert isinstance(answer, InfoIn)
+        result = await runtime.service.answer_info(case_id, source, answer.text, answer.facts)
+        return json_response(200, {"id": result.case_id, "status": result.status})
+
+    @app.post("/v1/escalations/{case_id}/cancel", response_model=None,
+              openapi_extra=body_doc(CancelIn, required=False), responses=errors_doc,
+              summary="Withdraw a case")  # fmt: skip
+    async def cancel(request: Request, case_id: str) -> Response:
+        body = await request.body()
+        source = await caller(request, body)
+        reason = parse(CancelIn, body, "invalid cancel")
+        if isinstance(reason, Response):
+            return reason
+        assert isinstance(reason, CancelIn)
+        result = await runtime.service.cancel(case_id, source, reason.reason)
+        return json_response(200, {"id": result.case_id, "status": result.status})
+
+    @app.get("/healthz", summary="Liveness, and whether the database answers")
+    async def healthz() -> Response:
+        try:
+            async with runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", type(exc).__name__)
+            return json_response(503, {"status": "unhealthy", "database": "unreachable"})
+        return json_response(200, {"status": "ok", "database": "ok", "version": __version__,
+                                   "policy_version": runtime.policy.version})  # fmt: skip
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        data = await metrics.render(runtime.engine, time.time())
+        return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)  # fmt: skip
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (CaseIn, InfoIn, CancelIn):
+            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(found.pop("$defs", {}))
+            components[model.__name__] = found
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(_Wrap, wrap=lambda inner: body_limit(metrics.middleware(inner), MAX_BODY_BYTES))
+    return app
+
+
+class _Wrap:
+    """Lets plain ASGI wrappers sit in Starlette's middleware stack."""
+
+    def __init__(self, app: ASGIApp, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        self._app = wrap(app)
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self._app(scope, receive, send)

@@ -1,0 +1,75 @@
+"""Build the platform-neutral `CardView` of a case from what the store holds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.policy import LoadedPolicy
+from bot.protocols import CardView, Fact, Link, Outcome
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def build_card(
+    row: Mapping[str, Any],
+    body: Mapping[str, Any],
+    decision_rows: Sequence[Mapping[str, Any]],
+    policy: LoadedPolicy,
+    *,
+    audit: bool = False,
+    info_question: str | None = None,
+) -> CardView:
+    rec = body["recommendation"]
+    alternatives = rec.get("alternatives") or []
+    scored = [a for a in alternatives if a.get("confidence") is not None]
+    runner = max(scored, key=lambda a: a["confidence"]) if scored else (alternatives[0] if alternatives else None)
+    risk = body.get("risk") or {}
+    facts = [Fact(str(k), _text(v)) for k, v in (body.get("facts") or {}).items()]
+    for key in ("amount", "currency", "level", "reversible", "customer_tier"):
+        if risk.get(key) is not None:
+            facts.insert(0, Fact(f"risk.{key}", _text(risk[key])))
+    outcomes = [
+        Outcome(d["action"], d["decided_by"], d["reviewer"], d["reason_code"], d["reason"], d["at"])
+        for d in decision_rows
+    ]
+    final = next((o for o, d in zip(outcomes, decision_rows, strict=True) if d["final"]), None)
+    lane = policy.lane(str(row["lane"]))
+    status = str(row["status"])
+    decided = status not in ("pending", "info_requested")
+    return CardView(
+        case_id=str(row["id"]),
+        lane=str(row["lane"]),
+        kind=str(row["kind"]),
+        status=status,
+        title=str(body["title"]),
+        question=str(body["question"]),
+        summary=str(body.get("summary") or ""),
+        recommended_action=str(rec["action"]),
+        confidence=float(rec["confidence"]),
+        rationale=str(rec.get("rationale") or ""),
+        runner_up=runner["action"] if runner else None,
+        runner_up_confidence=runner.get("confidence") if runner else None,
+        hide_recommendation=bool(row["blind_review"]) and not decided,
+        rule=str(row["rule"]),
+        flags=list(body.get("flags") or []),
+        facts=facts,
+        evidence=[Link(e["label"], e.get("url"), e.get("excerpt") or "") for e in body.get("evidence") or []],
+        policy_refs=[Link(p["label"], p.get("url")) for p in body.get("policy_refs") or []],
+        history=[h["text"] for h in body.get("history") or []],
+        due_at=row["due_at"],
+        actions=[] if decided or audit else list(body.get("actions") or []),
+        reason_codes=policy.policy.reason_codes(str(row["kind"])),
+        audit=audit,
+        acknowledged_by=row["acknowledged_by"],
+        needs_ack=bool(lane and lane.ack_within) and row["acknowledged_at"] is None and not decided,
+        outcome=final,
+        votes=[o for o in outcomes if final is None or o is not final],
+        info_question=info_question if status == "info_requested" else None,
+    )

@@ -1,0 +1,262 @@
+"""The `signoff` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from bot import __version__, signing
+from bot.config import SECRET_FILE, Settings
+from bot.errors import ConfigError, PolicyError, SignoffError
+from bot.policy import explain, load_policy, route
+
+log = logging.getLogger("signoff")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"signoff: {message}", err=True)
+    sys.exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SIGNOFF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"bad settings: {problems}", 2)
+
+
+def read_secret_file() -> str | None:
+    path = Path(SECRET_FILE)
+    if path.is_file():
+        value = path.read_text().strip()
+        return value or None
+    return None
+
+
+def ensure_webhook_secret(settings: Settings) -> tuple[Settings, bool]:
+    """The default source's secret: from the settings, else the kept file, else a new one."""
+    if settings.webhook_secret is not None:
+        return settings, False
+    kept = read_secret_file()
+    created = kept is None
+    if kept is None:
+        kept = secrets.token_urlsafe(32)
+        fd = os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(kept + "\n")
+    return settings.model_copy(update={"webhook_secret": SecretStr(kept)}), created
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="signoff")
+def main() -> None:
+    """Signoff: human sign-off for AI workflows, in Slack and Discord."""
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default SIGNOFF_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default SIGNOFF_PORT or 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the server: the HTTP API, the outbox worker, and the connected platforms."""
+    import uvicorn
+
+    from bot.api.app import create_app
+    from bot.runtime import Runtime
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings, created = ensure_webhook_secret(settings)
+    host = host or settings.host
+    port = settings.port if port is None else port
+    try:
+        runtime = Runtime(settings)
+    except SignoffError as exc:
+        fail(exc.message, 2)
+    url = f"http://{host}:{port}"
+    if created:
+        click.echo(
+            f"\nNo SIGNOFF_WEBHOOK_SECRET was set, so Signoff made one and keeps it in ./{SECRET_FILE}\n"
+            f"(mode 0600). Workflows sign their requests with it. Try:\n\n"
+            f"    signoff send --url {url} examples/refund.json\n",
+            err=True,
+        )
+    platforms = ", ".join(sorted(runtime.platforms)) or "none (cards go to the log)"
+    click.echo(
+        f"signoff {__version__}: {url}  policy {runtime.policy.path} ({runtime.policy.version})  "
+        f"database {_redact(settings.database_url)}  platforms: {platforms}",
+        err=True,
+    )
+    app = create_app(runtime)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
+        loop="auto", http="auto", lifespan="on",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except ConfigError as exc:
+        fail(exc.message, 2)
+    if not server.started:
+        sys.exit(1)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
+
+
+@main.command()
+@click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--url", help="Signoff's base URL (default http://SIGNOFF_HOST:SIGNOFF_PORT).")
+@click.option("--source", default="default", show_default=True, help="Source to sign as.")
+@click.option("--idempotency-key", help="Send this Idempotency-Key (resend safely).")
+def send(case_file: Path, url: str | None, source: str, idempotency_key: str | None) -> None:
+    """Sign CASE_FILE with the source's secret and submit it."""
+    settings = load_settings()
+    try:
+        body = case_file.read_bytes()
+    except OSError as exc:
+        fail(f"{case_file}: {exc.strerror}", 2)
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        fail(f"{case_file}: not JSON: {exc}", 2)
+    configured = settings.all_sources().get(source)
+    secret = configured.secret.get_secret_value() if configured and configured.secret else None
+    if secret is None and source == "default":
+        secret = read_secret_file()
+    if secret is None:
+        fail(
+            f"no secret for source {source!r}: set SIGNOFF_WEBHOOK_SECRET (or "
+            f"SIGNOFF_SOURCES__{source.upper()}__SECRET), or run from the directory where "
+            f"`signoff serve` keeps {SECRET_FILE}",
+            2,
+        )
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    headers = {
+        "Content-Type": "application/json",
+        signing.HEADER: signing.sign(secret, body, int(time.time())),
+        "X-Signoff-Source": source,
+    }
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    try:
+        response = httpx.post(f"{base}/v1/escalations", content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {base}: {exc}", 3)
+    click.echo(json.dumps(_json(response), indent=2))
+    if response.status_code >= 400:
+        fail(f"HTTP {response.status_code}: {_json(response).get('message', response.text)}", 1)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {"message": response.text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+@main.group()
+def policy() -> None:
+    """Check a policy file, or see how it routes a case."""
+
+
+@policy.command("check")
+@click.argument("policy_file", type=click.Path(dir_okay=False, path_type=Path))
+def policy_check(policy_file: Path) -> None:
+    """Check POLICY_FILE; errors name the line and the field."""
+    try:
+        loaded = load_policy(policy_file)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    p = loaded.policy
+    click.echo(
+        f"{policy_file}: ok (version {loaded.version}): lanes {', '.join(p.lanes)}; "
+        f"{len(p.rules)} rules; reason codes for {len(p.kinds)} kinds"
+    )
+
+
+@policy.command("explain")
+@click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Policy file (default SIGNOFF_POLICY, else the shipped one).")  # fmt: skip
+def policy_explain(case_file: Path, policy_file: Path | None) -> None:
+    """Say which lane CASE_FILE goes to, the rule that matched, and why the others did not."""
+    from bot.schemas import CaseIn
+
+    settings = load_settings()
+    try:
+        loaded = load_policy(policy_file or settings.policy)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+    try:
+        case = CaseIn.model_validate_json(case_file.read_bytes())
+    except OSError as exc:
+        fail(f"{case_file}: {exc.strerror}", 2)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "(case)"
+            click.echo(f"{case_file}: {where}: {error['msg']}", err=True)
+        sys.exit(1)
+    routing = route(loaded, case)
+    click.echo(f"lane: {routing.lane}")
+    click.echo(f"rule: {routing.rule_label} (rule {routing.rule_index + 1} of {len(loaded.policy.rules)})")
+    for verdict in explain(loaded, case):
+        mark = "MATCH" if verdict.matched else "no   "
+        click.echo(f"  {mark} {verdict.label} -> {verdict.lane}: {'; '.join(verdict.reasons)}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database's schema up to date (SIGNOFF_DATABASE_URL)."""
+    from bot.store import db as store
+
+    settings = load_settings()
+
+    async def run() -> tuple[str | None, str | None]:
+        engine = store.create_engine(settings.database_url)
+        try:
+            before, head = await store.revision_state(engine)
+            await store.upgrade(engine)
+            return before, head
+        finally:
+            await engine.dispose()
+
+    try:
+        before, head = asyncio.run(run())
+    except SignoffError as exc:
+        fail(exc.message, 2)
+    except Exception as exc:
+        fail(f"cannot upgrade {_redact(settings.database_url)}: {type(exc).__name__}: {exc}", 1)
+    if before == head:
+        click.echo(f"database is up to date (revision {head})")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {head}")

@@ -1,0 +1,66 @@
+"""Settings, read once from `SIGNOFF_*` environment variables or a `.env` file.
+
+Nothing else in Signoff reads the environment: `Settings` is built at start-up and
+passed down.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
+SECRET_FILE = ".signoff-webhook-secret"
+
+
+class Source(BaseModel):
+    """A workflow that may submit cases: an HMAC secret, a bearer token, or both."""
+
+    secret: SecretStr | None = None
+    token: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SIGNOFF_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    policy: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_token: SecretStr | None = None
+    sources: dict[str, Source] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    discord_bot_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+
+    signature_window: int = Field(default=300, ge=1, le=3600)
+    outbox_dead_after: int = Field(default=24 * 3600, ge=1)
+    outbox_max_backoff: float = Field(default=300.0, gt=0)
+    outbox_poll_interval: float = Field(default=2.0, gt=0)
+    callback_timeout: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, Source]) -> dict[str, Source]:
+        return {name.lower(): source for name, source in value.items()}
+
+    def all_sources(self) -> dict[str, Source]:
+        """Configured sources, with `default` built from WEBHOOK_SECRET / WEBHOOK_TOKEN."""
+        sources = dict(self.sources)
+        base = sources.get("default", Source())
+        sources["default"] = Source(
+            secret=self.webhook_secret or base.secret, token=self.webhook_token or base.token
+        )
+        return sources

@@ -1,0 +1,295 @@
+"""Case intake: route a validated case, then commit it with group commit.
+
+Requests that arrive together are written in one transaction by one writer task:
+the case, its audit events, its outbox rows and its SLA timers (and, for the `auto`
+and `block` lanes, the decision). The 201 goes out only after that transaction has
+committed, so an accepted case is durable; a batch costs one fsync, not one per case.
+Idempotency keys are checked inside the same transaction, and a unique constraint
+backs them up when another replica races us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.errors import ConflictError
+from bot.ids import new_case_id
+from bot.policy import LoadedPolicy, route
+from bot.schemas import CaseIn
+from bot.store.tables import cases, decisions, events, outbox, timers
+
+log = logging.getLogger(__name__)
+
+AUTO_LANES = {"auto": None, "block": "reject"}
+
+
+def sampled(case_id: str, salt: str, rate: float) -> bool:
+    """A stable coin flip: the same case always gets the same answer."""
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"{salt}:{case_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass
+class Prepared:
+    """A case ready to write: every row, built before the writer sees it."""
+
+    source: str
+    idempotency_key: str | None
+    request_hash: str
+    response: dict[str, Any]
+    case_row: dict[str, Any]
+    event_rows: list[dict[str, Any]] = field(default_factory=list)
+    decision_rows: list[dict[str, Any]] = field(default_factory=list)
+    outbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    timer_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(
+    case: CaseIn, policy: LoadedPolicy, platforms: set[str], now: datetime, idempotency_key: str | None
+) -> Prepared:
+    body = case.model_dump_json(exclude={"idempotency_key"})
+    request_hash = hashlib.sha256(body.encode()).hexdigest()
+    routing = route(policy, case)
+    case_id = new_case_id()
+    version = policy.version
+    lane_name = routing.lane
+    lane = policy.lane(lane_name)
+
+    def event(kind: str, actor: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "case_id": case_id, "at": now, "type": kind, "actor": actor,
+            "detail": dumps(detail), "policy_version": version,
+        }  # fmt: skip
+
+    def deliver(kind: str, target: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "case_id": case_id, "kind": kind, "target": target, "payload": dumps(payload or {}),
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+        }  # fmt: skip
+
+    event_rows = [
+        event("received", f"source:{case.source}", {"kind": case.kind, "title": case.title}),
+        event("routed", "policy", {"lane": lane_name, "rule": routing.rule_label}),
+    ]
+    outbox_rows: list[dict[str, Any]] = []
+    decision_rows: list[dict[str, Any]] = []
+    timer_rows: list[dict[str, Any]] = []
+    due_at: datetime | None = None
+    decision: dict[str, Any] | None = None
+    audit = blind = False
+
+    if lane_name in AUTO_LANES:
+        status = "auto_decided"
+        action = AUTO_LANES[lane_name] or case.recommendation.action
+        reason_code = "auto_policy" if lane_name == "auto" else "blocked_by_policy"
+        decision = {
+            "action": action, "reason_code": reason_code,
+            "reason": f"decided by policy rule {routing.rule_label!r}", "reviewer": "policy",
+            "decided_by": "policy", "platform": None, "at": now.isoformat(),
+            "policy_version": version,
+        }  # fmt: skip
+        decision_rows.append(
+            {**decision, "case_id": case_id, "final": True, "at": now,
+             "overrode_ai": action != case.recommendation.action}  # fmt: skip
+        )
+        event_rows.append(event("decided", "policy", {"action": action, "reason_code": reason_code}))
+        audit = lane_name == "auto" and sampled(case_id, "audit", routing.audit_sample)
+        audit_lane = policy.lane(policy.policy.audit_lane_name() or "") if audit else None
+        if audit:
+            event_rows.append(event("audit_sampled", "policy", {"rate": routing.audit_sample}))
+            targets = _targets(audit_lane.channels if audit_lane else {}, platforms, "audit")
+            outbox_rows += [deliver("post_card", t, {"mode": "audit"}) for t in targets]
+        if case.callback_url:
+            outbox_rows.append(deliver("callback", case.callback_url, {"type": "decision"}))
+    else:
+        assert lane is not None
+        status = "pending"
+        blind = sampled(case_id, "blind", policy.policy.blind_review)
+        sla = case.sla_seconds() or lane.sla
+        if sla:
+            due_at = now + timedelta(seconds=sla)
+            timer_rows += [
+                {"case_id": case_id, "what": f"remind:{int(point * 100)}",
+                 "due_at": now + timedelta(seconds=sla * point), "created_at": now}  # fmt: skip
+                for point in lane.reminders
+            ]
+            timer_rows.append({"case_id": case_id, "what": "breach", "due_at": due_at, "created_at": now})
+        if lane.ack_within:
+            timer_rows.append({"case_id": case_id, "what": "ack",
+                               "due_at": now + timedelta(seconds=lane.ack_within), "created_at": now})  # fmt: skip
+        outbox_rows += [deliver("post_card", t) for t in _targets(lane.channels, platforms, lane_name)]
+        if lane.page:
+            pages = [f"{p}:{who}" for p, who in lane.page.items() if p in platforms]
+            outbox_rows += [deliver("page", t) for t in pages or [f"log:{lane_name}"]]
+        event_rows.append(event("pending", "policy", {"due_at": due_at.isoformat() if due_at else None}))
+
+    response: dict[str, Any] = {
+        "id": case_id, "status": status, "lane": lane_name,
+        "due_at": due_at.isoformat() if due_at else None,
+    }  # fmt: skip
+    if decision is not None:
+        response["decision"] = {k: v for k, v in decision.items() if k != "case_id"}
+    case_row = {
+        "id": case_id, "source": case.source, "kind": case.kind, "title": case.title,
+        "status": status, "lane": lane_name, "rule": routing.rule_label,
+        "policy_version": version, "recommended_action": case.recommendation.action,
+        "confidence": case.recommendation.confidence, "requested_by": case.requested_by,
+        "callback_url": case.callback_url, "audit_sampled": audit, "blind_review": blind,
+        "due_at": due_at, "acknowledged_at": None, "acknowledged_by": None,
+        "decided_at": now if decision else None, "created_at": now, "updated_at": now,
+        "version": 1, "idempotency_key": idempotency_key, "request_hash": request_hash,
+        "submit_response": dumps(response), "body": body,
+    }  # fmt: skip
+    return Prepared(
+        case.source, idempotency_key, request_hash, response, case_row,
+        event_rows, decision_rows, outbox_rows, timer_rows,
+    )  # fmt: skip
+
+
+def _targets(channels: dict[str, str], platforms: set[str], fallback: str) -> list[str]:
+    """`platform:channel` for each configured platform; the log when none is connected."""
+    found = [f"{p}:{c}" for p, c in channels.items() if p in platforms]
+    return found or [f"log:{fallback}"]
+
+
+@dataclass
+class Accepted:
+    status_code: int
+    response: dict[str, Any]
+
+
+class IntakeWriter:
+    """One task that commits queued cases in batches (group commit)."""
+
+    def __init__(
+        self, engine: AsyncEngine, on_commit: Callable[[], None], max_batch: int = 512
+    ) -> None:
+        self._engine = engine
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[Accepted]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="signoff-intake")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    async def submit(self, prepared: Prepared) -> Accepted:
+        if self._task is None or self._task.done():
+            raise RuntimeError("the intake writer is not running")
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((prepared, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception as exc:  # a batch must never kill the writer
+                log.exception("intake batch of %d failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[tuple[Prepared, asyncio.Future[Accepted]]]) -> None:
+        try:
+            results = await self._commit([p for p, _ in batch])
+        except IntegrityError:
+            if len(batch) == 1:
+                raise
+            # Another replica took one of these idempotency keys between our check and
+            # our insert: write them one at a time so each gets its own answer.
+            for item in batch:
+                await self._write([item])
+            return
+        self.batches += 1
+        self._on_commit()
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _commit(self, batch: list[Prepared]) -> list[Accepted | Exception]:
+        keyed = [(p.source, p.idempotency_key) for p in batch if p.idempotency_key]
+        async with self._engine.begin() as conn:
+            known: dict[tuple[str, str], tuple[str, str]] = {}
+            if keyed:
+                rows = await conn.execute(
+                    select(cases.c.source, cases.c.idempotency_key, cases.c.request_hash,
+                           cases.c.submit_response)  # fmt: skip
+                    .where(tuple_(cases.c.source, cases.c.idempotency_key).in_(keyed))
+                )
+                known = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+            results: list[Accepted | Exception] = []
+            new: list[Prepared] = []
+            for p in batch:
+                key = (p.source, p.idempotency_key) if p.idempotency_key else None
+                prior = known.get(key) if key else None
+                if key and prior is not None:
+                    if prior[0] == p.request_hash:
+                        results.append(Accepted(200, orjson.loads(prior[1])))
+                    else:
+                        results.append(_reused_key(p.idempotency_key or ""))
+                    continue
+                if key:
+                    known[key] = (p.request_hash, dumps(p.response))
+                results.append(Accepted(201, p.response))
+                new.append(p)
+            if new:
+                await conn.execute(cases.insert(), [p.case_row for p in new])
+                for table, attr in (
+                    (events, "event_rows"), (decisions, "decision_rows"),
+                    (outbox, "outbox_rows"), (timers, "timer_rows"),
+                ):  # fmt: skip
+                    rows_ = [row for p in new for row in getattr(p, attr)]
+                    if rows_:
+                        await conn.execute(table.insert(), rows_)
+            self.written += len(new)
+            return results
+
+
+def _reused_key(key: str) -> ConflictError:
+    return ConflictError(
+        f"Idempotency-Key {key!r} was already used with a different body; "
+        "use a new key for a new case, or resend the original body to get its answer",
+        idempotency_key=key,
+    )

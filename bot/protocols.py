@@ -1,0 +1,167 @@
+"""The interfaces between Signoff's core and everything around it.
+
+Adapters (Slack, Discord, the log) implement `Adapter`; the core never imports a
+platform library. The core hands an adapter a `CardView` (what a reviewer should
+see, already decided by the core: which buttons, whether the AI's recommendation is
+hidden, the outcome) and gets back a `MessageRef` it stores to update that message
+later. Anything an adapter raises while delivering is mapped to `DeliveryFailed`,
+which tells the outbox whether and when to try again.
+
+`Clock` is how the core reads time, so tests can move it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from bot.errors import SignoffError
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    """A person acting on a card, as the platform knows them."""
+
+    platform: str
+    user_id: str
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """Where a card lives: the platform, the channel, and the platform's message handle."""
+
+    platform: str
+    channel: str
+    ref: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str | None
+    excerpt: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str
+    decided_by: str
+    reviewer: str | None
+    reason_code: str | None
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CardView:
+    """Everything a card shows. Strings are the workflow's raw text: each adapter
+    escapes them for its own markup before they reach a message."""
+
+    case_id: str
+    lane: str
+    kind: str
+    status: str
+    title: str
+    question: str
+    summary: str
+    recommended_action: str
+    confidence: float
+    rationale: str
+    runner_up: str | None
+    runner_up_confidence: float | None
+    hide_recommendation: bool
+    rule: str
+    flags: Sequence[str]
+    facts: Sequence[Fact]
+    evidence: Sequence[Link]
+    policy_refs: Sequence[Link]
+    history: Sequence[str]
+    due_at: datetime | None
+    actions: Sequence[str]
+    reason_codes: Sequence[str]
+    audit: bool = False
+    acknowledged_by: str | None = None
+    needs_ack: bool = False
+    outcome: Outcome | None = None
+    votes: Sequence[Outcome] = field(default_factory=tuple)
+    info_question: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A manager's summary: text, and charts as PNG bytes."""
+
+    title: str
+    text: str
+    images: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+class DeliveryFailed(SignoffError):
+    """A delivery did not go through. `retry_after` (seconds) when the platform said
+    when to come back; `permanent` when trying again cannot help."""
+
+    code = "delivery_failed"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A review surface. One instance per platform, shared by all cases."""
+
+    platform: str
+
+    async def post_card(self, channel: str, card: CardView) -> MessageRef:
+        """Post a new card in `channel`; return the handle used to update it."""
+        ...
+
+    async def update_card(self, ref: MessageRef, card: CardView) -> None:
+        """Replace the card at `ref` with `card` (buttons go when it is decided)."""
+        ...
+
+    async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
+        """Reply in the card's thread; `mentions` are approver entries to ping on purpose."""
+        ...
+
+    async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:
+        """Page on-call `target` (a group, role or user) about a stop-the-line card."""
+        ...
+
+    async def post_summary(self, channel: str, summary: Summary) -> None:
+        """Post a manager's summary to `channel`."""
+        ...
+
+    async def identities(self, user_id: str) -> set[str]:
+        """Names the workflow may use for this person (e-mail addresses, usernames),
+        lower-cased, to refuse self-approval. Empty when unknown."""
+        ...
+
+    async def is_member(self, user_id: str, entries: Sequence[str]) -> bool:
+        """Whether the user is one of `entries` (user IDs, or groups and roles they belong to)."""
+        ...
+
+
+def describe(ref: MessageRef) -> dict[str, Any]:
+    return {"platform": ref.platform, "channel": ref.channel, **ref.ref}

@@ -1,0 +1,79 @@
+"""Everything a running Signoff holds, built once from `Settings` and started together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from adapters.log import LogAdapter
+from bot.clock import SystemClock
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.intake import IntakeWriter
+from bot.outbox import OutboxWorker
+from bot.policy import LoadedPolicy, load_policy
+from bot.protocols import Adapter, Clock
+from bot.service import Service
+from bot.store import db
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: LoadedPolicy | None = None,
+        adapters: Mapping[str, Adapter] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or load_policy(settings.policy)
+        self.clock = clock or SystemClock()
+        found: dict[str, Adapter] = {"log": LogAdapter()}
+        found.update(adapters or {})
+        self.adapters = found
+        self.sources = settings.all_sources()
+        self.engine = db.create_engine(settings.database_url)
+        secrets = {n: s.secret.get_secret_value() if s.secret else None for n, s in self.sources.items()}
+        self.outbox = OutboxWorker(
+            self.engine, self.policy, self.adapters, secrets, self.clock,
+            dead_after=settings.outbox_dead_after, max_backoff=settings.outbox_max_backoff,
+            poll_interval=settings.outbox_poll_interval, callback_timeout=settings.callback_timeout,
+        )  # fmt: skip
+        self.writer = IntakeWriter(self.engine, self.outbox.wake)
+        self.service = Service(self.engine, self.policy, self.adapters, self.clock, self.outbox.wake)
+        self.started = False
+
+    @property
+    def platforms(self) -> set[str]:
+        """Platforms that cards are posted to (the log stands in when there are none)."""
+        return set(self.adapters) - {"log"}
+
+    async def prepare_database(self) -> None:
+        """Upgrade an empty database; refuse to run on one that is behind or ahead."""
+        current, head = await db.revision_state(self.engine)
+        if current == head:
+            return
+        if current is None:
+            log.info("empty database: creating the schema (revision %s)", head)
+            await db.upgrade(self.engine)
+            return
+        raise ConfigError(
+            f"the database is at revision {current} and this Signoff expects {head}: "
+            "run `signoff db upgrade` (after a backup)"
+        )
+
+    async def start(self, *, workers: bool = True) -> None:
+        await self.prepare_database()
+        self.writer.start()
+        if workers:
+            self.outbox.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+        await self.outbox.stop()
+        await self.engine.dispose()
+        self.started = False

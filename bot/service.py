@@ -1,0 +1,478 @@
+"""The decision service: the only way a case is decided, asked for info, acknowledged
+or cancelled.
+
+Each operation checks everything first (the action, the reason, who is asking) and
+then writes in one transaction that starts by bumping the case's version with a
+compare-and-set. Whoever bumps first wins; the others re-read and are told who won.
+A refusal writes an audit event and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.errors import AlreadyDecided, DecisionRefused, ForbiddenError, NotFound
+from bot.intake import dumps
+from bot.policy import LoadedPolicy
+from bot.protocols import Adapter, Clock, Reviewer
+from bot.store.tables import cases, decisions, events, outbox
+from policies.schema import Lane
+
+log = logging.getLogger(__name__)
+
+OPEN = ("pending", "info_requested")
+TERMINAL = ("approved", "rejected", "expired", "cancelled", "auto_decided")
+STATUS_OF = {"approve": "approved", "reject": "rejected"}
+MAX_REASON = 4000
+CAS_TRIES = 50
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened: `decided` (the case is settled), `vote` (counted towards a
+    quorum), `info_requested`, `acknowledged`, `info_answered` or `cancelled`."""
+
+    outcome: str
+    case_id: str
+    status: str
+    action: str | None = None
+    votes: int = 0
+    quorum: int = 1
+
+
+@dataclass
+class _Case:
+    row: Mapping[str, Any]
+    body: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+
+class Service:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: LoadedPolicy,
+        adapters: Mapping[str, Adapter],
+        clock: Clock,
+        on_commit: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.adapters = adapters
+        self.clock = clock
+        self._on_commit = on_commit or (lambda: None)
+
+    # -- reading -------------------------------------------------------------------
+
+    async def _load(self, conn: AsyncConnection, case_id: str) -> _Case:
+        row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"no case with id {case_id!r}", case_id=case_id)
+        return _Case(row, orjson.loads(row["body"]))
+
+    async def _winner(self, conn: AsyncConnection, case: _Case) -> AlreadyDecided:
+        final = (
+            await conn.execute(
+                select(decisions.c.reviewer, decisions.c.action, decisions.c.decided_by)
+                .where(decisions.c.case_id == case.id, decisions.c.final.is_(True))
+            )
+        ).first()
+        status = str(case.row["status"])
+        if final is None:
+            return AlreadyDecided(status, None, f"This case is already {status}.")
+        by = final[0] if final[2] == "human" else final[2]
+        return AlreadyDecided(status, by, f"This case was already {status} by {by}.")
+
+    # -- the checks ----------------------------------------------------------------
+
+    def _lane(self, case: _Case) -> Lane:
+        lane = self.policy.lane(str(case.row["lane"]))
+        if lane is None:
+            raise DecisionRefused(
+                "not_a_human_lane",
+                f"Lane {case.row['lane']!r} is not a human lane in the running policy.",
+            )
+        return lane
+
+    async def _authorize(self, case: _Case, lane: Lane, reviewer: Reviewer) -> None:
+        entries = lane.approver_entries(reviewer.platform)
+        adapter = self.adapters.get(reviewer.platform)
+        allowed = bool(entries) and adapter is not None and await adapter.is_member(
+            reviewer.user_id, entries
+        )
+        if not allowed:
+            raise DecisionRefused(
+                "not_an_approver",
+                f"You are not an approver for the {case.row['lane']} lane, so you cannot decide "
+                "this case. Ask one of the lane's approvers.",
+                lane=str(case.row["lane"]),
+            )
+
+    async def _is_requester(self, case: _Case, reviewer: Reviewer) -> bool:
+        requested_by = case.row["requested_by"]
+        if not requested_by:
+            return False
+        wanted = str(requested_by).strip().lower()
+        if wanted in (reviewer.user_id.lower(), reviewer.key.lower()):
+            return True
+        adapter = self.adapters.get(reviewer.platform)
+        return adapter is not None and wanted in await adapter.identities(reviewer.user_id)
+
+    def _check_reason(self, case: _Case, action: str, reason_code: str | None, reason: str | None) -> None:
+        codes = self.policy.policy.reason_codes(str(case.row["kind"]))
+        if not reason_code:
+            raise DecisionRefused(
+                "reason_code_required",
+                f"Pick a reason code: one of {', '.join(codes)}.",
+                allowed=codes,
+            )
+        if reason_code not in codes:
+            raise DecisionRefused(
+                "unknown_reason_code",
+                f"{reason_code!r} is not a reason code for {case.row['kind']}: "
+                f"use one of {', '.join(codes)}.",
+                allowed=codes,
+            )
+        words = (reason or "").strip()
+        if len(words) > MAX_REASON:
+            raise DecisionRefused("reason_too_long", f"Keep the reasoning under {MAX_REASON} characters.")
+        overriding = action != case.row["recommended_action"]
+        if (overriding or reason_code == "other") and not words:
+            why = (
+                f"you are overriding the AI's recommendation ({case.row['recommended_action']})"
+                if overriding
+                else "the reason code is `other`"
+            )
+            raise DecisionRefused("reason_required", f"Write your reasoning: {why}.")
+
+    async def _refuse(self, case_id: str, actor: str, error: DecisionRefused, attempt: str) -> None:
+        detail = {"attempt": attempt, "code": error.code, "message": error.message}
+        async with self.engine.begin() as conn:
+            await conn.execute(events.insert(), [self._event(case_id, "refused", actor, detail)])
+
+    def _event(self, case_id: str | None, kind: str, actor: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "case_id": case_id, "at": self.clock.now(), "type": kind, "actor": actor,
+            "detail": dumps(detail), "policy_version": self.policy.version,
+        }  # fmt: skip
+
+    def _delivery(self, case_id: str, kind: str, target: str, payload: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.now()
+        return {
+            "case_id": case_id, "kind": kind, "target": target, "payload": dumps(payload),
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+        }  # fmt: skip
+
+    async def _card_targets(self, conn: AsyncConnection, case_id: str) -> list[str]:
+        rows = await conn.execute(
+            select(outbox.c.target)
+            .where(outbox.c.case_id == case_id, outbox.c.kind == "post_card")
+            .distinct()
+        )
+        return sorted(r[0] for r in rows)
+
+    async def _bump(self, conn: AsyncConnection, case: _Case, **values: Any) -> bool:
+        """Compare-and-set on the case's version; the first write of every transaction."""
+        result = await conn.execute(
+            update(cases)
+            .where(cases.c.id == case.id, cases.c.version == case.row["version"])
+            .values(version=cases.c.version + 1, updated_at=self.clock.now(), **values)
+        )
+        return result.rowcount == 1
+
+    def _callback(self, case: _Case, kind: str, extra: dict[str, Any], status: str) -> dict[str, Any] | None:
+        url = case.row["callback_url"]
+        if not url:
+            return None
+        body = {
+            "type": kind,
+            "escalation": {
+                "id": case.id, "status": status, "lane": case.row["lane"],
+                "kind": case.row["kind"], "title": case.row["title"], "source": case.row["source"],
+            },
+            "decision": None,
+            **extra,
+        }  # fmt: skip
+        return self._delivery(case.id, "callback", str(url), body)
+
+    # -- operations ----------------------------------------------------------------
+
+    async def decide(
+        self,
+        case_id: str,
+        reviewer: Reviewer,
+        action: str,
+        reason_code: str | None,
+        reason: str | None = None,
+    ) -> Result:
+        """Approve or reject on behalf of `reviewer`, with a reason."""
+        for _ in range(CAS_TRIES):
+            async with self.engine.connect() as conn:
+                case = await self._load(conn, case_id)
+                closed = None if case.row["status"] in OPEN else await self._winner(conn, case)
+            try:
+                if closed is not None:
+                    raise closed
+                lane = await self._check_decision(case, reviewer, action, reason_code, reason)
+                result = await self._try_decide(case, lane, reviewer, action, reason_code, reason)
+            except DecisionRefused as exc:
+                await self._refuse(case_id, reviewer.key, exc, action)
+                raise
+            if result is not None:
+                self._on_commit()
+                return result
+        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+
+    async def _check_decision(
+        self, case: _Case, reviewer: Reviewer, action: str, code: str | None, reason: str | None
+    ) -> Lane:
+        if action not in ("approve", "reject") or action not in case.body.get("actions", []):
+            allowed = [a for a in case.body.get("actions", []) if a != "request_info"]
+            raise DecisionRefused(
+                "action_not_allowed",
+                f"{action!r} is not an action this case allows ({', '.join(allowed)}).",
+            )
+        lane = self._lane(case)
+        await self._authorize(case, lane, reviewer)
+        if action == "approve" and await self._is_requester(case, reviewer):
+            raise DecisionRefused(
+                "self_approval", "You requested this case, so you cannot approve it yourself."
+            )
+        self._check_reason(case, action, code, reason)
+        return lane
+
+    async def _try_decide(
+        self, case: _Case, lane: Lane, reviewer: Reviewer, action: str, code: str | None, reason: str | None
+    ) -> Result | None:
+        now = self.clock.now()
+        try:
+            async with self.engine.begin() as conn:
+                if not await self._bump(conn, case):
+                    return None  # someone else changed it: re-read and check again
+                row = {
+                    "case_id": case.id, "action": action, "reason_code": code,
+                    "reason": (reason or "").strip() or None, "reviewer": reviewer.key,
+                    "platform": reviewer.platform, "decided_by": "human", "final": False,
+                    "overrode_ai": action != case.row["recommended_action"],
+                    "policy_version": self.policy.version, "at": now,
+                }  # fmt: skip
+                voted = (
+                    await conn.execute(
+                        select(decisions.c.id).where(
+                            decisions.c.case_id == case.id, decisions.c.reviewer == reviewer.key
+                        )
+                    )
+                ).first()
+                if voted is not None:
+                    raise DecisionRefused(
+                        "already_voted", "You have already voted on this case; it needs another approver."
+                    )
+                inserted = await conn.execute(decisions.insert().values(**row))
+                decision_id = inserted.inserted_primary_key[0]
+                votes = (
+                    await conn.execute(
+                        select(func.count()).select_from(decisions)
+                        .where(decisions.c.case_id == case.id, decisions.c.action == action)
+                    )
+                ).scalar_one()
+                final = votes >= lane.quorum or (action == "reject" and lane.reject_vetoes)
+                targets = await self._card_targets(conn, case.id)
+                actor = reviewer.key
+                if final:
+                    status = STATUS_OF[action]
+                    await conn.execute(
+                        update(cases).where(cases.c.id == case.id)
+                        .values(status=status, decided_at=now)
+                    )
+                    await conn.execute(
+                        update(decisions).where(decisions.c.id == decision_id).values(final=True)
+                    )
+                    detail = {"action": action, "reason_code": code, "votes": votes}
+                    rows = [self._event(case.id, "decided", actor, detail)]
+                    decision = {k: v for k, v in row.items() if k not in ("case_id", "final")}
+                    decision["at"] = now.isoformat()
+                    deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                    note = f"{'Approved' if action == 'approve' else 'Rejected'} by {reviewer.name or actor}"
+                    deliveries += [
+                        self._delivery(case.id, "notify", t, {"text": f"{note} ({code}): {row['reason'] or ''}".rstrip(": ")})
+                        for t in targets
+                    ]
+                    callback = self._callback(case, "decision", {"decision": decision}, status)
+                    if callback:
+                        deliveries.append(callback)
+                else:
+                    status = str(case.row["status"])
+                    detail = {"action": action, "reason_code": code, "votes": votes, "quorum": lane.quorum}
+                    rows = [self._event(case.id, "vote", actor, detail)]
+                    deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                await conn.execute(events.insert(), rows)
+                if deliveries:
+                    await conn.execute(outbox.insert(), deliveries)
+        except OperationalError as exc:
+            if "locked" in str(exc).lower():
+                return None  # SQLite's writer lock timed out: try again
+            raise
+        return Result(
+            "decided" if final else "vote", case.id, status, action, votes, lane.quorum
+        )
+
+    async def request_info(self, case_id: str, reviewer: Reviewer, question: str) -> Result:
+        """Ask the workflow a question; the case waits in `info_requested` until it answers."""
+        question = (question or "").strip()
+        for _ in range(CAS_TRIES):
+            async with self.engine.connect() as conn:
+                case = await self._load(conn, case_id)
+                closed = None if case.row["status"] in OPEN else await self._winner(conn, case)
+            try:
+                if closed is not None:
+                    raise closed
+                if "request_info" not in case.body.get("actions", []):
+                    raise DecisionRefused("action_not_allowed", "This case does not allow requests for information.")
+                if case.row["status"] == "info_requested":
+                    raise DecisionRefused(
+                        "info_already_requested",
+                        "Information was already requested; wait for the workflow's answer.",
+                    )
+                if not question:
+                    raise DecisionRefused("question_required", "Write the question for the workflow.")
+                if len(question) > MAX_REASON:
+                    raise DecisionRefused("reason_too_long", f"Keep the question under {MAX_REASON} characters.")
+                lane = self._lane(case)
+                await self._authorize(case, lane, reviewer)
+            except DecisionRefused as exc:
+                await self._refuse(case_id, reviewer.key, exc, "request_info")
+                raise
+            async with self.engine.begin() as conn:
+                if not await self._bump(conn, case, status="info_requested"):
+                    continue
+                targets = await self._card_targets(conn, case.id)
+                await conn.execute(events.insert(), [
+                    self._event(case.id, "info_requested", reviewer.key, {"question": question})
+                ])  # fmt: skip
+                deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                deliveries += [
+                    self._delivery(case.id, "notify", t, {"text": f"{reviewer.name or reviewer.key} asks: {question}"})
+                    for t in targets
+                ]
+                callback = self._callback(
+                    case, "info_requested", {"question": question, "asked_by": reviewer.key}, "info_requested"
+                )
+                if callback:
+                    deliveries.append(callback)
+                await conn.execute(outbox.insert(), deliveries)
+            self._on_commit()
+            return Result("info_requested", case.id, "info_requested", "request_info")
+        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+
+    async def answer_info(
+        self, case_id: str, source: str, text: str, facts: dict[str, Any] | None
+    ) -> Result:
+        """The workflow's answer: the case goes back to `pending` and its card gets the answer."""
+        for _ in range(CAS_TRIES):
+            async with self.engine.connect() as conn:
+                case = await self._load(conn, case_id)
+            self._own(case, source)
+            if case.row["status"] != "info_requested":
+                raise DecisionRefused(
+                    "no_info_requested",
+                    f"Nobody asked for information on this case (it is {case.row['status']}).",
+                    case_status=str(case.row["status"]),
+                )
+            body = dict(case.body)
+            if facts:
+                merged = {**body.get("facts", {}), **facts}
+                if len(merged) > 500:
+                    raise DecisionRefused("too_many_facts", "A case holds at most 500 facts.")
+                body["facts"] = merged
+            history = [*body.get("history", []), {"text": f"Workflow answered: {text}", "actor": f"source:{source}"}]
+            body["history"] = history[-100:]
+            async with self.engine.begin() as conn:
+                if not await self._bump(conn, case, status="pending", body=dumps(body)):
+                    continue
+                targets = await self._card_targets(conn, case.id)
+                await conn.execute(events.insert(), [
+                    self._event(case.id, "info_answered", f"source:{source}", {"text": text, "facts": facts or {}})
+                ])  # fmt: skip
+                deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                deliveries += [self._delivery(case.id, "notify", t, {"text": f"The workflow answered: {text}"}) for t in targets]
+                if deliveries:
+                    await conn.execute(outbox.insert(), deliveries)
+            self._on_commit()
+            return Result("info_answered", case.id, "pending")
+        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+
+    async def cancel(self, case_id: str, source: str, reason: str | None) -> Result:
+        """The workflow withdraws its case; the card says so and loses its buttons."""
+        for _ in range(CAS_TRIES):
+            async with self.engine.connect() as conn:
+                case = await self._load(conn, case_id)
+                self._own(case, source)
+                if case.row["status"] not in OPEN:
+                    raise await self._winner(conn, case)
+            async with self.engine.begin() as conn:
+                if not await self._bump(conn, case, status="cancelled", decided_at=self.clock.now()):
+                    continue
+                targets = await self._card_targets(conn, case.id)
+                await conn.execute(events.insert(), [
+                    self._event(case.id, "cancelled", f"source:{source}", {"reason": reason})
+                ])  # fmt: skip
+                deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                text = "The workflow withdrew this case." + (f" Reason: {reason}" if reason else "")
+                deliveries += [self._delivery(case.id, "notify", t, {"text": text}) for t in targets]
+                if deliveries:
+                    await conn.execute(outbox.insert(), deliveries)
+            self._on_commit()
+            return Result("cancelled", case.id, "cancelled")
+        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+
+    async def acknowledge(self, case_id: str, reviewer: Reviewer) -> Result:
+        """On-call acknowledges a page. Separate from deciding; a second ack changes nothing."""
+        for _ in range(CAS_TRIES):
+            async with self.engine.connect() as conn:
+                case = await self._load(conn, case_id)
+            try:
+                if case.row["status"] not in OPEN:
+                    raise DecisionRefused("not_open", f"This case is already {case.row['status']}.")
+                lane = self._lane(case)
+                await self._authorize(case, lane, reviewer)
+            except DecisionRefused as exc:
+                await self._refuse(case_id, reviewer.key, exc, "acknowledge")
+                raise
+            if case.row["acknowledged_at"] is not None:
+                return Result("acknowledged", case.id, str(case.row["status"]))
+            now = self.clock.now()
+            async with self.engine.begin() as conn:
+                if not await self._bump(conn, case, acknowledged_at=now, acknowledged_by=reviewer.key):
+                    continue
+                targets = await self._card_targets(conn, case.id)
+                await conn.execute(events.insert(), [self._event(case.id, "acknowledged", reviewer.key, {})])
+                deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                callback = self._callback(
+                    case, "acknowledged", {"acknowledged_by": reviewer.key, "at": now.isoformat()},
+                    str(case.row["status"]),
+                )  # fmt: skip
+                if callback:
+                    deliveries.append(callback)
+                if deliveries:
+                    await conn.execute(outbox.insert(), deliveries)
+            self._on_commit()
+            return Result("acknowledged", case.id, str(case.row["status"]))
+        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+
+    def _own(self, case: _Case, source: str) -> None:
+        if case.row["source"] != source:
+            raise ForbiddenError("this case belongs to another source", case_id=case.id)
+
+

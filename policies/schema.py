@@ -1,0 +1,187 @@
+"""The policy file's schema.
+
+A policy has lanes (where a case goes and who may decide it), first-match rules
+(which lane a case goes to), reason codes per kind, and sampling rates. `auto` and
+`block` are built-in lanes that decide at once: `auto` takes the AI's recommendation,
+`block` rejects. Everything else is a human lane and must say who may decide.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from bot.durations import parse_duration
+
+BUILTIN_LANES = ("auto", "block")
+DEFAULT_REASON_CODES = (
+    "agree_with_ai",
+    "policy_match",
+    "policy_violation",
+    "insufficient_evidence",
+    "risk_too_high",
+    "other",
+)
+
+Platform = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+LaneName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+def _duration(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("write a duration like 90s, 15m, 4h or 2d")
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("a duration must be longer than zero")
+    return seconds
+
+
+def _percent(value: object) -> float:
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,2}(\.\d+)?\s*%\s*", value):
+        fraction = float(value.strip().rstrip("%")) / 100
+    elif isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < 1:
+        fraction = float(value)
+    else:
+        raise ValueError(f"{value!r} is not a point of the SLA: write it like 50%")
+    if not 0 < fraction < 1:
+        raise ValueError("a reminder point lies between 0% and 100%, exclusive")
+    return fraction
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
+Percent = Annotated[float, BeforeValidator(_percent)]
+OneOrMany = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Lane(Strict):
+    channels: dict[Platform, str] = Field(default_factory=dict)
+    sla: Duration | None = None
+    reminders: list[Percent] = Field(default_factory=list, max_length=10)
+    approvers: dict[Platform, list[str]] = Field(default_factory=dict)
+    quorum: int = Field(default=1, ge=1, le=10)
+    reject_vetoes: bool = True
+    on_timeout: Literal["reject", "approve"] = "reject"
+    escalate_to: LaneName | None = None
+    page: dict[Platform, str] = Field(default_factory=dict)
+    ack_within: Duration | None = None
+
+    def approver_entries(self, platform: str) -> list[str]:
+        """Who may decide on `platform`: the approvers, or the people paged if none are set."""
+        if self.approvers:
+            return list(self.approvers.get(platform, []))
+        return [self.page[platform]] if platform in self.page else []
+
+
+class Condition(Strict):
+    kind: OneOrMany | None = None
+    source: OneOrMany | None = None
+    confidence_below: Rate | None = None
+    confidence_at_least: Rate | None = None
+    margin_below: Rate | None = None
+    amount_at_least: float | None = Field(default=None, ge=0)
+    amount_below: float | None = Field(default=None, ge=0)
+    currency: OneOrMany | None = None
+    reversible: bool | None = None
+    risk_level: list[Literal["low", "medium", "high", "critical"]] | None = None
+    customer_tier: OneOrMany | None = None
+    compliance_any: OneOrMany | None = None
+    flags_any: OneOrMany | None = None
+    flags_all: OneOrMany | None = None
+
+    @field_validator("risk_level", mode="before")
+    @classmethod
+    def _levels(cls, value: object) -> object:
+        return _one_or_many(value)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if not self.model_fields_set:
+            raise ValueError("an empty `if` matches everything: leave `if` out instead")
+        return self
+
+
+class Rule(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    when: Condition | None = Field(default=None, alias="if")
+    lane: LaneName
+    audit_sample: Rate = 0.0
+
+
+class Kind(Strict):
+    reason_codes: list[Code] = Field(min_length=1, max_length=50)
+    sensitive_fields: list[str] = Field(default_factory=list)
+
+
+class Summaries(Strict):
+    channels: dict[Platform, str] = Field(default_factory=dict)
+    weekly: str | None = None
+
+
+class Policy(Strict):
+    lanes: dict[LaneName, Lane] = Field(min_length=1)
+    kinds: dict[Annotated[str, StringConstraints(max_length=64)], Kind] = Field(
+        default_factory=dict
+    )
+    default_reason_codes: list[Code] = Field(
+        default_factory=lambda: list(DEFAULT_REASON_CODES), min_length=1
+    )
+    rules: list[Rule] = Field(min_length=1, max_length=500)
+    blind_review: Rate = 0.0
+    audit_lane: LaneName | None = None
+    summaries: Summaries | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        for name in self.lanes:
+            if name in BUILTIN_LANES:
+                raise ValueError(f"lane {name!r} is built in and cannot be configured")
+        known = set(self.lanes) | set(BUILTIN_LANES)
+        for index, rule in enumerate(self.rules):
+            if rule.lane not in known:
+                raise ValueError(
+                    f"rule {index + 1} sends cases to lane {rule.lane!r}, which is not defined "
+                    f"(lanes: {', '.join(sorted(known))})"
+                )
+        if self.rules[-1].when is not None:
+            raise ValueError("the last rule must have no `if`, so that every case gets a lane")
+        for name, lane in self.lanes.items():
+            if lane.escalate_to is not None and lane.escalate_to not in self.lanes:
+                raise ValueError(
+                    f"lane {name!r} escalates to {lane.escalate_to!r}, which is not a human lane"
+                )
+            if lane.escalate_to == name:
+                raise ValueError(f"lane {name!r} escalates to itself")
+            if not lane.approvers and not lane.page:
+                raise ValueError(f"lane {name!r} has no approvers and pages nobody: nobody could decide")
+        if self.audit_lane is not None and self.audit_lane not in self.lanes:
+            raise ValueError(f"audit_lane {self.audit_lane!r} is not a human lane")
+        return self
+
+    def reason_codes(self, kind: str) -> list[str]:
+        found = self.kinds.get(kind) or self.kinds.get("default")
+        return list(found.reason_codes) if found else list(self.default_reason_codes)
+
+    def audit_lane_name(self) -> str | None:
+        if self.audit_lane:
+            return self.audit_lane
+        return "review" if "review" in self.lanes else None
