@@ -49,13 +49,16 @@ def read_secret_file() -> str | None:
 
 def ensure_webhook_secret(settings: Settings) -> tuple[Settings, bool]:
     """The default source's secret: from the settings, else the kept file, else a new one."""
-    if settings.webhook_secret is not None:
-        return settings, False
+    if settings.webhook_secret is not None and settings.webhook_secret.get_secret_value():
+        return settings, False  # (set but empty, as `SIGNOFF_WEBHOOK_SECRET=` is, counts as unset)
     kept = read_secret_file()
     created = kept is None
     if kept is None:
         kept = secrets.token_urlsafe(32)
-        fd = os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # there, but empty (or made a moment ago by another start)
+            fail(f"./{SECRET_FILE} holds no secret: delete it, or set SIGNOFF_WEBHOOK_SECRET", 2)
         with os.fdopen(fd, "w") as handle:
             handle.write(kept + "\n")
     return settings.model_copy(update={"webhook_secret": SecretStr(kept)}), created

@@ -72,6 +72,7 @@ class OutboxWorker:
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._http = httpx.AsyncClient(timeout=callback_timeout, follow_redirects=False)
         self.delivered = 0
         self.failed = 0
@@ -80,30 +81,39 @@ class OutboxWorker:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="signoff-outbox")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let deliveries in flight finish and be marked (so none is made twice after a
+        restart), then stop; cancel only what is still running after `grace` seconds."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self._wake.set()
             try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+            except TimeoutError:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
             self._task = None
         await self._http.aclose()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 count = await self.run_once()
             except Exception:
                 log.exception("outbox pass failed; retrying")
                 count = 0
-            if count >= self.batch:
+            if count >= self.batch or self._stopping:
                 continue
+            idle = await self._idle_for()
             try:
-                await asyncio.wait_for(self._wake.wait(), await self._idle_for())
+                await asyncio.wait_for(self._wake.wait(), idle)
             except TimeoutError:
                 pass
 

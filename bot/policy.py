@@ -76,16 +76,24 @@ def parse_policy(data: bytes, name: str = "<policy>") -> LoadedPolicy:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"{name}: {_yaml_problem(exc)}") from exc
+        raise PolicyError(f"{name}:{_yaml_problem(exc)}") from exc
     if node is None:
-        raise PolicyError(f"{name}: the policy file is empty")
+        raise PolicyError(f"{name}:1: the policy file is empty")
     duplicates = list(_duplicate_keys(node, ()))
     if duplicates:
         problems = [f"{name}:{line}: {_dotted(loc)}: key appears twice" for loc, line in duplicates]
         raise PolicyError("\n".join(problems), problems)
-    raw = yaml.safe_load(text)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # e.g. a `!!python/...` tag, an unhashable key
+        raise PolicyError(f"{name}:{_yaml_problem(exc)}") from exc
+    except ValueError as exc:  # e.g. a timestamp like 2026-13-45
+        raise PolicyError(f"{name}:{node.start_mark.line + 1}: cannot read a value: {exc}") from exc
     if not isinstance(raw, dict):
-        raise PolicyError(f"{name}:1: the policy file must be a mapping (lanes, kinds, rules, ...)")
+        raise PolicyError(
+            f"{name}:{node.start_mark.line + 1}: the policy file must be a mapping "
+            "(lanes, kinds, rules, ...)"
+        )
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
@@ -101,11 +109,12 @@ def parse_policy(data: bytes, name: str = "<policy>") -> LoadedPolicy:
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`LINE: column C: problem`, to follow `file:`."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return problem
+        return f"{mark.line + 1}: column {mark.column + 1}: {problem}"
+    return f"1: {problem}"
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -113,28 +122,34 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":  # pydantic's mark for a bad mapping key: `lanes.On-Call[key]`
+            out += part
         else:
             out += ("." if out else "") + str(part)
     return out
 
 
 def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
-    """The 1-based line of the deepest node that `loc` reaches in the composed YAML."""
-    current = node
+    """The 1-based line of the deepest key or item that `loc` reaches in the composed YAML.
+
+    A key's own line, not its value's: `expert:` rather than the first line of its body.
+    """
+    current, line = node, node.start_mark.line
     for part in loc:
         child = None
         if isinstance(current, yaml.MappingNode):
             for key, value in current.value:
                 if str(key.value) == str(part):
-                    child = value
+                    child, line = value, key.start_mark.line
                     break
         elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
             if 0 <= part < len(current.value):
                 child = current.value[part]
+                line = child.start_mark.line
         if child is None:
             break
         current = child
-    return int(current.start_mark.line) + 1
+    return int(line) + 1
 
 
 def _duplicate_keys(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], int]]:
@@ -173,6 +188,7 @@ def _checks(cond: Condition, case: CaseIn) -> Iterator[tuple[bool, str]]:
         if margin is None:
             yield False, "no scored runner-up, so no margin to compare"
         else:
+            margin = round(margin, 9)  # 0.6 - 0.4 is 0.19999999999999996, not below 0.2
             ok = margin < cond.margin_below
             yield ok, f"margin {margin:.2f} over the runner-up is {'' if ok else 'not '}below {cond.margin_below:.2f}"
     if cond.amount_at_least is not None:

@@ -18,7 +18,6 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
 from bot.durations import parse_duration
@@ -150,13 +149,14 @@ class CaseIn(Strict):
             raise ValueError("SLA must be between 1 minute and 30 days")
         return value
 
-    @model_validator(mode="after")
-    def _actions(self) -> CaseIn:
-        if len(set(self.actions)) != len(self.actions):
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, value: list[Action]) -> list[Action]:
+        if len(set(value)) != len(value):
             raise ValueError("actions must not repeat")
-        if "approve" not in self.actions or "reject" not in self.actions:
+        if "approve" not in value or "reject" not in value:
             raise ValueError("actions must include approve and reject")
-        return self
+        return value
 
     def sla_seconds(self) -> int | None:
         if self.sla is None:

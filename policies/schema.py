@@ -17,9 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.durations import parse_duration
 
@@ -126,6 +128,12 @@ class Rule(Strict):
     lane: LaneName
     audit_sample: Rate = 0.0
 
+    @model_validator(mode="after")
+    def _if_given(self) -> Rule:
+        if "when" in self.model_fields_set and self.when is None:
+            raise ValueError("`if` is empty: give it conditions, or leave `if` out")
+        return self
+
 
 class Kind(Strict):
     reason_codes: list[Code] = Field(min_length=1, max_length=50)
@@ -152,29 +160,54 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
+        # Every problem keeps its place in the file (lanes.<name>..., rules[i]...), so that
+        # `signoff policy check` names the line and the field, not just "(top level)".
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for name in self.lanes:
             if name in BUILTIN_LANES:
-                raise ValueError(f"lane {name!r} is built in and cannot be configured")
+                why = f"lane {name!r} is built in and cannot be configured"
+                problems.append((("lanes", name), why))
         known = set(self.lanes) | set(BUILTIN_LANES)
+        last = len(self.rules) - 1
         for index, rule in enumerate(self.rules):
             if rule.lane not in known:
-                raise ValueError(
+                why = (
                     f"rule {index + 1} sends cases to lane {rule.lane!r}, which is not defined "
                     f"(lanes: {', '.join(sorted(known))})"
                 )
-        if self.rules[-1].when is not None:
-            raise ValueError("the last rule must have no `if`, so that every case gets a lane")
+                problems.append((("rules", index, "lane"), why))
+            if rule.when is None and index < last:
+                why = f"rule {index + 1} has no `if`, so the rules after it can never match"
+                problems.append((("rules", index), why))
+        if self.rules[last].when is not None:
+            why = "the last rule must have no `if`, so that every case gets a lane"
+            problems.append((("rules", last, "if"), why))
         for name, lane in self.lanes.items():
             if lane.escalate_to is not None and lane.escalate_to not in self.lanes:
-                raise ValueError(
-                    f"lane {name!r} escalates to {lane.escalate_to!r}, which is not a human lane"
-                )
+                why = f"lane {name!r} escalates to {lane.escalate_to!r}, which is not a human lane"
+                problems.append((("lanes", name, "escalate_to"), why))
             if lane.escalate_to == name:
-                raise ValueError(f"lane {name!r} escalates to itself")
+                problems.append(
+                    (("lanes", name, "escalate_to"), f"lane {name!r} escalates to itself")
+                )
             if not lane.approvers and not lane.page:
-                raise ValueError(f"lane {name!r} has no approvers and pages nobody: nobody could decide")
+                why = f"lane {name!r} has no approvers and pages nobody: nobody could decide"
+                problems.append((("lanes", name), why))
         if self.audit_lane is not None and self.audit_lane not in self.lanes:
-            raise ValueError(f"audit_lane {self.audit_lane!r} is not a human lane")
+            why = f"audit_lane {self.audit_lane!r} is not a human lane"
+            problems.append((("audit_lane",), why))
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Policy",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("policy", "{why}", {"why": why}),
+                        loc=loc,
+                        input=None,
+                    )
+                    for loc, why in problems
+                ],
+            )
         return self
 
     def reason_codes(self, kind: str) -> list[str]:

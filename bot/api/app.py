@@ -89,6 +89,9 @@ def validation_error(exc: ValidationError | RequestValidationError, what: str) -
     return json_response(422, {"error": "validation_failed", "message": summary, "errors": errors})
 
 
+DRAIN_LIMIT = 8 * 1024 * 1024
+
+
 def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
     """Refuse bodies over `limit` bytes with 413, whether or not Content-Length says so."""
 
@@ -96,27 +99,26 @@ def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await app(scope, receive, send)
             return
-        too_big = False
+        declared = 0
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                try:
-                    too_big = int(value) > limit
-                except ValueError:
-                    too_big = True
+                declared = int(value) if value.isdigit() else DRAIN_LIMIT + 1
         chunks: list[bytes] = []
         size = 0
-        if not too_big:
+        too_big = declared > limit
+        if declared <= DRAIN_LIMIT:
+            # Read the body (keeping it only while under the limit) so that a client
+            # still sending gets to read the 413 instead of a reset connection.
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     return
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > limit:
-                    too_big = True
-                    break
-                chunks.append(chunk)
-                if not message.get("more_body", False):
+                too_big = too_big or size > limit
+                if not too_big:
+                    chunks.append(chunk)
+                if not message.get("more_body", False) or size > DRAIN_LIMIT:
                     break
         if too_big:
             body = orjson.dumps({
