@@ -15,6 +15,13 @@ load shapes:
 After each run the `cases` table is counted directly in the database and compared
 with the number of 201 answers (warm-up included): a 201 means the case is durable.
 
+Columns: cases/s is 201 answers in the measured window over its length (up to the
+last answer); errors counts non-201 answers and transport failures; cpu is cores
+used by the server process (all threads) and by this client; for the open loop,
+lag-p99 is how late this client itself sent (a check on the client, already inside
+the latencies), in-flight the most requests outstanding at once, conns the
+connections the pool opened.
+
     .venv/bin/python bench/ingest.py
     .venv/bin/python bench/ingest.py --postgres-url postgresql://u:p@127.0.0.1/db --json
 

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     outbox_dead_after: int = Field(default=24 * 3600, ge=1)
     outbox_max_backoff: float = Field(default=300.0, gt=0)
     outbox_poll_interval: float = Field(default=2.0, gt=0)
-    callback_timeout: float = Field(default=10.0, gt=0)
+    callback_timeout: float = Field(default=10.0, gt=0, le=120)
+    outbox_lease: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("sources")

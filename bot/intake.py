@@ -117,7 +117,12 @@ def prepare(
             targets = _targets(audit_lane.channels if audit_lane else {}, platforms, "audit")
             outbox_rows += [deliver("post_card", t, {"mode": "audit"}) for t in targets]
         if case.callback_url:
-            outbox_rows.append(deliver("callback", case.callback_url, {"type": "decision"}))
+            escalation = {
+                "id": case_id, "status": status, "lane": lane_name, "kind": case.kind,
+                "title": case.title, "source": case.source,
+            }  # fmt: skip
+            callback = {"type": "decision", "escalation": escalation, "decision": decision}
+            outbox_rows.append(deliver("callback", case.callback_url, callback))
     else:
         assert lane is not None
         status = "pending"

@@ -37,9 +37,6 @@ from bot.store.tables import cards, cases, decisions, events, outbox
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=120)
-
-
 class Deferred(Exception):
     """Not yet: the card this row needs has not been posted."""
 
@@ -57,6 +54,7 @@ class OutboxWorker:
         max_backoff: float = 300,
         poll_interval: float = 2.0,
         callback_timeout: float = 10.0,
+        lease: float = 60.0,
         batch: int = 64,
         concurrency: int = 32,
     ) -> None:
@@ -69,6 +67,8 @@ class OutboxWorker:
         self.max_backoff = max_backoff
         self.poll_interval = poll_interval
         self.batch = batch
+        # A claimed row is left alone this long; after a crash, its delivery resumes then.
+        self.lease = timedelta(seconds=max(lease, callback_timeout * 2))
         self._limit = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -153,7 +153,7 @@ class OutboxWorker:
             result = await conn.execute(
                 update(outbox)
                 .where(outbox.c.id.in_(pick.scalar_subquery()))
-                .values(claimed_until=now + LEASE)
+                .values(claimed_until=now + self.lease)
                 .returning(*outbox.c)
             )
             return sorted(result.mappings().all(), key=lambda r: r["id"])

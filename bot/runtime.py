@@ -41,6 +41,7 @@ class Runtime:
             self.engine, self.policy, self.adapters, secrets, self.clock,
             dead_after=settings.outbox_dead_after, max_backoff=settings.outbox_max_backoff,
             poll_interval=settings.outbox_poll_interval, callback_timeout=settings.callback_timeout,
+            lease=settings.outbox_lease,
         )  # fmt: skip
         self.writer = IntakeWriter(self.engine, self.outbox.wake)
         self.service = Service(self.engine, self.policy, self.adapters, self.clock, self.outbox.wake)

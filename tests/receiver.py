@@ -1,0 +1,78 @@
+"""A workflow's callback endpoint on 127.0.0.1: records every delivery, checks its
+signature, and answers with the statuses it is told to."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+
+from bot import signing
+from tests.conftest import free_port
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: dict[str, Any]
+    signature_ok: bool
+
+
+@dataclass
+class Receiver:
+    secret: str
+    statuses: list[int] = field(default_factory=list)  # answers to give, in order; then 200
+    always: int | None = None
+    received: list[Delivery] = field(default_factory=list)
+    attempts: int = 0
+    url: str = ""
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.attempts += 1
+        status = self.always or (self.statuses.pop(0) if self.statuses else 200)
+        if status == 200:
+            ok = False
+            header = headers.get("x-signoff-signature")
+            if header:
+                stamp, macs = signing.parse(header)
+                ok = signing.matches(self.secret, raw, stamp, macs)
+            self.received.append(Delivery(headers, orjson.loads(raw), ok))
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@asynccontextmanager
+async def running(receiver: Receiver) -> AsyncIterator[Receiver]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))  # fmt: skip
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    receiver.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        await task
