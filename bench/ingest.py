@@ -65,6 +65,7 @@ STOP_TIMEOUT = 30.0  # seconds for the server to exit after SIGINT
 MAX_REQUESTS_PER_CLIENT = 10_000_000  # a bound on every client loop
 MAX_CONNECTIONS = 2000  # open loop: beyond this many, a request waits for a free connection
 PG_ENV = "SIGNOFF_BENCH_POSTGRES_URL"
+SERVER_WORKERS = [1]  # `signoff serve --workers`, set from the command line
 DEFAULT_POSTGRES_HINT = "postgresql://signoff:signoff@127.0.0.1:5432/signoff_bench"
 
 
@@ -490,6 +491,7 @@ class Server:
             SIGNOFF_LOG_LEVEL="WARNING",
             SIGNOFF_HOST=HOST,
             SIGNOFF_PORT=str(self.port),
+            SIGNOFF_WORKERS=str(SERVER_WORKERS[0]),
         )
         self.env = env
         self.proc: asyncio.subprocess.Process | None = None
@@ -771,6 +773,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of cases sent with an Idempotency-Key header (default 0)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for the generated cases")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (`signoff serve --workers`, default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
@@ -827,6 +835,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    SERVER_WORKERS[0] = args.workers
     factory = event_loop_factory()
     if not args.json:
         print(

@@ -29,7 +29,11 @@ def build_card(
     rec = body["recommendation"]
     alternatives = rec.get("alternatives") or []
     scored = [a for a in alternatives if a.get("confidence") is not None]
-    runner = max(scored, key=lambda a: a["confidence"]) if scored else (alternatives[0] if alternatives else None)
+    runner = (
+        max(scored, key=lambda a: a["confidence"])
+        if scored
+        else (alternatives[0] if alternatives else None)
+    )
     risk = body.get("risk") or {}
     facts = [Fact(str(k), _text(v)) for k, v in (body.get("facts") or {}).items()]
     for key in ("amount", "currency", "level", "reversible", "customer_tier"):
@@ -60,7 +64,10 @@ def build_card(
         rule=str(row["rule"]),
         flags=list(body.get("flags") or []),
         facts=facts,
-        evidence=[Link(e["label"], e.get("url"), e.get("excerpt") or "") for e in body.get("evidence") or []],
+        evidence=[
+            Link(e["label"], e.get("url"), e.get("excerpt") or "")
+            for e in body.get("evidence") or []
+        ],
         policy_refs=[Link(p["label"], p.get("url")) for p in body.get("policy_refs") or []],
         history=[h["text"] for h in body.get("history") or []],
         due_at=row["due_at"],

@@ -34,7 +34,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"SIGNOFF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            f"SIGNOFF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
         )
         fail(f"bad settings: {problems}", 2)
 
@@ -73,7 +74,12 @@ def main() -> None:
 @main.command()
 @click.option("--host", help="Address to listen on (default SIGNOFF_HOST or 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default SIGNOFF_PORT or 8080).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    help="Server processes sharing the port (default SIGNOFF_WORKERS or 1).",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the server: the HTTP API, the outbox worker, and the connected platforms."""
     import uvicorn
 
@@ -81,7 +87,9 @@ def serve(host: str | None, port: int | None) -> None:
     from bot.runtime import Runtime
 
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings, created = ensure_webhook_secret(settings)
     host = host or settings.host
     port = settings.port if port is None else port
@@ -92,8 +100,9 @@ def serve(host: str | None, port: int | None) -> None:
     url = f"http://{host}:{port}"
     if created:
         click.echo(
-            f"\nNo SIGNOFF_WEBHOOK_SECRET was set, so Signoff made one and keeps it in ./{SECRET_FILE}\n"
-            f"(mode 0600). Workflows sign their requests with it. Try:\n\n"
+            "\nNo SIGNOFF_WEBHOOK_SECRET was set, so Signoff made one and keeps it in "
+            f"{Path(SECRET_FILE).resolve()}\n(mode 0600). Workflows sign their requests with it. "
+            "Try:\n\n"
             f"    signoff send --url {url} examples/refund.json\n",
             err=True,
         )
@@ -103,11 +112,21 @@ def serve(host: str | None, port: int | None) -> None:
         f"database {_redact(settings.database_url)}  platforms: {platforms}",
         err=True,
     )
+    workers = settings.workers if workers is None else workers
+    if workers > 1:
+        serve_workers(runtime, settings, host, port, workers)
+        return
     app = create_app(runtime)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False,
-        loop="auto", http="auto", lifespan="on",
-    )  # fmt: skip
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     try:
         server.run()
@@ -115,6 +134,37 @@ def serve(host: str | None, port: int | None) -> None:
         fail(exc.message, 2)
     if not server.started:
         sys.exit(1)
+
+
+def serve_workers(runtime: Any, settings: Settings, host: str, port: int, workers: int) -> None:
+    """Several server processes on one port. The schema is brought up to date here,
+    once, before they start; each builds its own runtime from the same settings."""
+    import uvicorn
+
+    try:
+        asyncio.run(_prepare_once(runtime))
+    except SignoffError as exc:
+        fail(exc.message, 2)
+    if settings.webhook_secret is not None:
+        # the workers read their settings afresh; hand them the secret kept on disk
+        os.environ["SIGNOFF_WEBHOOK_SECRET"] = settings.webhook_secret.get_secret_value()
+    uvicorn.run(
+        "bot.api.app:app_from_settings",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+
+
+async def _prepare_once(runtime: Any) -> None:
+    try:
+        await runtime.prepare_database()
+    finally:
+        await runtime.store.close()
 
 
 def _redact(url: str) -> str:
@@ -202,8 +252,12 @@ def policy_check(policy_file: Path) -> None:
 
 @policy.command("explain")
 @click.argument("case_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Policy file (default SIGNOFF_POLICY, else the shipped one).")  # fmt: skip
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Policy file (default SIGNOFF_POLICY, else the shipped one).",
+)
 def policy_explain(case_file: Path, policy_file: Path | None) -> None:
     """Say which lane CASE_FILE goes to, the rule that matched, and why the others did not."""
     from bot.schemas import CaseIn
@@ -226,7 +280,9 @@ def policy_explain(case_file: Path, policy_file: Path | None) -> None:
         sys.exit(1)
     routing = route(loaded, case)
     click.echo(f"lane: {routing.lane}")
-    click.echo(f"rule: {routing.rule_label} (rule {routing.rule_index + 1} of {len(loaded.policy.rules)})")
+    click.echo(
+        f"rule: {routing.rule_label} (rule {routing.rule_index + 1} of {len(loaded.policy.rules)})"
+    )
     for verdict in explain(loaded, case):
         mark = "MATCH" if verdict.matched else "no   "
         click.echo(f"  {mark} {verdict.label} -> {verdict.lane}: {'; '.join(verdict.reasons)}")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///signoff.db"
-SECRET_FILE = ".signoff-webhook-secret"
+SECRET_FILE = ".signoff-webhook-secret"  # noqa: S105 - a file name, not a secret
 
 
 class Source(BaseModel):
@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
+    workers: int = Field(default=1, ge=1, le=16)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

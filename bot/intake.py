@@ -11,6 +11,7 @@ backs them up when another replica races us.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -20,18 +21,25 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select, tuple_
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.errors import ConflictError
 from bot.ids import new_case_id
 from bot.policy import LoadedPolicy, route
 from bot.schemas import CaseIn
+from bot.store.bulk import BulkInsert
+from bot.store.db import Store
 from bot.store.tables import cases, decisions, events, outbox, timers
 
 log = logging.getLogger(__name__)
 
 AUTO_LANES = {"auto": None, "block": "reject"}
+INSERT_CASES = BulkInsert(cases)
+INSERT_EVENTS = BulkInsert(events)
+INSERT_DECISIONS = BulkInsert(decisions)
+INSERT_OUTBOX = BulkInsert(outbox)
+INSERT_TIMERS = BulkInsert(timers)
 
 
 def sampled(case_id: str, salt: str, rate: float) -> bool:
@@ -62,7 +70,11 @@ class Prepared:
 
 
 def prepare(
-    case: CaseIn, policy: LoadedPolicy, platforms: set[str], now: datetime, idempotency_key: str | None
+    case: CaseIn,
+    policy: LoadedPolicy,
+    platforms: set[str],
+    now: datetime,
+    idempotency_key: str | None,
 ) -> Prepared:
     body = case.model_dump_json(exclude={"idempotency_key"})
     request_hash = hashlib.sha256(body.encode()).hexdigest()
@@ -74,19 +86,28 @@ def prepare(
 
     def event(kind: str, actor: str | None, detail: dict[str, Any]) -> dict[str, Any]:
         return {
-            "case_id": case_id, "at": now, "type": kind, "actor": actor,
-            "detail": dumps(detail), "policy_version": version,
-        }  # fmt: skip
+            "case_id": case_id,
+            "at": now,
+            "type": kind,
+            "actor": actor,
+            "detail": dumps(detail),
+            "policy_version": version,
+        }
 
     def deliver(kind: str, target: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
-            "case_id": case_id, "kind": kind, "target": target, "payload": dumps(payload or {}),
-            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-        }  # fmt: skip
+            "case_id": case_id,
+            "kind": kind,
+            "target": target,
+            "payload": dumps(payload or {}),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
 
     event_rows = [
-        event("received", f"source:{case.source}", {"kind": case.kind, "title": case.title}),
-        event("routed", "policy", {"lane": lane_name, "rule": routing.rule_label}),
+        event("received", f"source:{case.source}", {"kind": case.kind, "title": case.title})
     ]
     outbox_rows: list[dict[str, Any]] = []
     decision_rows: list[dict[str, Any]] = []
@@ -100,16 +121,27 @@ def prepare(
         action = AUTO_LANES[lane_name] or case.recommendation.action
         reason_code = "auto_policy" if lane_name == "auto" else "blocked_by_policy"
         decision = {
-            "action": action, "reason_code": reason_code,
-            "reason": f"decided by policy rule {routing.rule_label!r}", "reviewer": "policy",
-            "decided_by": "policy", "platform": None, "at": now.isoformat(),
+            "action": action,
+            "reason_code": reason_code,
+            "reason": f"decided by policy rule {routing.rule_label!r}",
+            "reviewer": "policy",
+            "decided_by": "policy",
+            "platform": None,
+            "at": now.isoformat(),
             "policy_version": version,
-        }  # fmt: skip
+        }
         decision_rows.append(
-            {**decision, "case_id": case_id, "final": True, "at": now,
-             "overrode_ai": action != case.recommendation.action}  # fmt: skip
+            {
+                **decision,
+                "case_id": case_id,
+                "final": True,
+                "at": now,
+                "overrode_ai": action != case.recommendation.action,
+            }
         )
-        event_rows.append(event("decided", "policy", {"action": action, "reason_code": reason_code}))
+        event_rows.append(
+            event("decided", "policy", {"action": action, "reason_code": reason_code})
+        )
         audit = lane_name == "auto" and sampled(case_id, "audit", routing.audit_sample)
         audit_lane = policy.lane(policy.policy.audit_lane_name() or "") if audit else None
         if audit:
@@ -118,9 +150,13 @@ def prepare(
             outbox_rows += [deliver("post_card", t, {"mode": "audit"}) for t in targets]
         if case.callback_url:
             escalation = {
-                "id": case_id, "status": status, "lane": lane_name, "kind": case.kind,
-                "title": case.title, "source": case.source,
-            }  # fmt: skip
+                "id": case_id,
+                "status": status,
+                "lane": lane_name,
+                "kind": case.kind,
+                "title": case.title,
+                "source": case.source,
+            }
             callback = {"type": "decision", "escalation": escalation, "decision": decision}
             outbox_rows.append(deliver("callback", case.callback_url, callback))
     else:
@@ -131,41 +167,86 @@ def prepare(
         if sla:
             due_at = now + timedelta(seconds=sla)
             timer_rows += [
-                {"case_id": case_id, "what": f"remind:{int(point * 100)}",
-                 "due_at": now + timedelta(seconds=sla * point), "created_at": now}  # fmt: skip
+                {
+                    "case_id": case_id,
+                    "what": f"remind:{int(point * 100)}",
+                    "due_at": now + timedelta(seconds=sla * point),
+                    "created_at": now,
+                }
                 for point in lane.reminders
             ]
-            timer_rows.append({"case_id": case_id, "what": "breach", "due_at": due_at, "created_at": now})
+            timer_rows.append(
+                {"case_id": case_id, "what": "breach", "due_at": due_at, "created_at": now}
+            )
         if lane.ack_within:
-            timer_rows.append({"case_id": case_id, "what": "ack",
-                               "due_at": now + timedelta(seconds=lane.ack_within), "created_at": now})  # fmt: skip
-        outbox_rows += [deliver("post_card", t) for t in _targets(lane.channels, platforms, lane_name)]
+            timer_rows.append(
+                {
+                    "case_id": case_id,
+                    "what": "ack",
+                    "due_at": now + timedelta(seconds=lane.ack_within),
+                    "created_at": now,
+                }
+            )
+        outbox_rows += [
+            deliver("post_card", t) for t in _targets(lane.channels, platforms, lane_name)
+        ]
         if lane.page:
             pages = [f"{p}:{who}" for p, who in lane.page.items() if p in platforms]
             outbox_rows += [deliver("page", t) for t in pages or [f"log:{lane_name}"]]
-        event_rows.append(event("pending", "policy", {"due_at": due_at.isoformat() if due_at else None}))
 
-    response: dict[str, Any] = {
-        "id": case_id, "status": status, "lane": lane_name,
+    routed = {
+        "lane": lane_name,
+        "rule": routing.rule_label,
+        "status": status,
         "due_at": due_at.isoformat() if due_at else None,
-    }  # fmt: skip
+    }
+    event_rows.insert(1, event("routed", "policy", routed))
+    response: dict[str, Any] = {
+        "id": case_id,
+        "status": status,
+        "lane": lane_name,
+        "due_at": due_at.isoformat() if due_at else None,
+    }
     if decision is not None:
         response["decision"] = {k: v for k, v in decision.items() if k != "case_id"}
     case_row = {
-        "id": case_id, "source": case.source, "kind": case.kind, "title": case.title,
-        "status": status, "lane": lane_name, "rule": routing.rule_label,
-        "policy_version": version, "recommended_action": case.recommendation.action,
-        "confidence": case.recommendation.confidence, "requested_by": case.requested_by,
-        "callback_url": case.callback_url, "audit_sampled": audit, "blind_review": blind,
-        "due_at": due_at, "acknowledged_at": None, "acknowledged_by": None,
-        "decided_at": now if decision else None, "created_at": now, "updated_at": now,
-        "version": 1, "idempotency_key": idempotency_key, "request_hash": request_hash,
-        "submit_response": dumps(response), "body": body,
-    }  # fmt: skip
+        "id": case_id,
+        "source": case.source,
+        "kind": case.kind,
+        "title": case.title,
+        "status": status,
+        "lane": lane_name,
+        "rule": routing.rule_label,
+        "policy_version": version,
+        "recommended_action": case.recommendation.action,
+        "confidence": case.recommendation.confidence,
+        "requested_by": case.requested_by,
+        "callback_url": case.callback_url,
+        "audit_sampled": audit,
+        "blind_review": blind,
+        "due_at": due_at,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "decided_at": now if decision else None,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "submit_response": dumps(response),
+        "body": body,
+    }
     return Prepared(
-        case.source, idempotency_key, request_hash, response, case_row,
-        event_rows, decision_rows, outbox_rows, timer_rows,
-    )  # fmt: skip
+        case.source,
+        idempotency_key,
+        request_hash,
+        response,
+        case_row,
+        event_rows,
+        decision_rows,
+        outbox_rows,
+        timer_rows,
+    )
 
 
 def _targets(channels: dict[str, str], platforms: set[str], fallback: str) -> list[str]:
@@ -183,10 +264,8 @@ class Accepted:
 class IntakeWriter:
     """One task that commits queued cases in batches (group commit)."""
 
-    def __init__(
-        self, engine: AsyncEngine, on_commit: Callable[[], None], max_batch: int = 512
-    ) -> None:
-        self._engine = engine
+    def __init__(self, store: Store, on_commit: Callable[[], None], max_batch: int = 512) -> None:
+        self._store = store
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[Accepted]]] = asyncio.Queue()
@@ -203,10 +282,8 @@ class IntakeWriter:
             return
         await self._queue.join()
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
 
     async def submit(self, prepared: Prepared) -> Accepted:
@@ -254,42 +331,47 @@ class IntakeWriter:
                 future.set_result(result)
 
     async def _commit(self, batch: list[Prepared]) -> list[Accepted | Exception]:
-        keyed = [(p.source, p.idempotency_key) for p in batch if p.idempotency_key]
-        async with self._engine.begin() as conn:
-            known: dict[tuple[str, str], tuple[str, str]] = {}
-            if keyed:
-                rows = await conn.execute(
-                    select(cases.c.source, cases.c.idempotency_key, cases.c.request_hash,
-                           cases.c.submit_response)  # fmt: skip
-                    .where(tuple_(cases.c.source, cases.c.idempotency_key).in_(keyed))
-                )
-                known = {(r[0], r[1]): (r[2], r[3]) for r in rows}
-            results: list[Accepted | Exception] = []
-            new: list[Prepared] = []
-            for p in batch:
-                key = (p.source, p.idempotency_key) if p.idempotency_key else None
-                prior = known.get(key) if key else None
-                if key and prior is not None:
-                    if prior[0] == p.request_hash:
-                        results.append(Accepted(200, orjson.loads(prior[1])))
-                    else:
-                        results.append(_reused_key(p.idempotency_key or ""))
-                    continue
-                if key:
-                    known[key] = (p.request_hash, dumps(p.response))
-                results.append(Accepted(201, p.response))
-                new.append(p)
-            if new:
-                await conn.execute(cases.insert(), [p.case_row for p in new])
-                for table, attr in (
-                    (events, "event_rows"), (decisions, "decision_rows"),
-                    (outbox, "outbox_rows"), (timers, "timer_rows"),
-                ):  # fmt: skip
-                    rows_ = [row for p in new for row in getattr(p, attr)]
-                    if rows_:
-                        await conn.execute(table.insert(), rows_)
-            self.written += len(new)
-            return results
+        results = await self._store.run_write(lambda conn: _write_batch(conn, batch))
+        self.written += sum(1 for r in results if isinstance(r, Accepted) and r.status_code == 201)
+        return results
+
+
+def _write_batch(conn: Connection, batch: list[Prepared]) -> list[Accepted | Exception]:
+    """One transaction: check the batch's idempotency keys, then insert every new row."""
+    keyed = [(p.source, p.idempotency_key) for p in batch if p.idempotency_key]
+    known: dict[tuple[str, str], tuple[str, str]] = {}
+    if keyed:
+        rows = conn.execute(
+            select(
+                cases.c.source,
+                cases.c.idempotency_key,
+                cases.c.request_hash,
+                cases.c.submit_response,
+            ).where(tuple_(cases.c.source, cases.c.idempotency_key).in_(keyed))
+        )
+        known = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+    results: list[Accepted | Exception] = []
+    new: list[Prepared] = []
+    for p in batch:
+        key = (p.source, p.idempotency_key) if p.idempotency_key else None
+        prior = known.get(key) if key else None
+        if key and prior is not None:
+            if prior[0] == p.request_hash:
+                results.append(Accepted(200, orjson.loads(prior[1])))
+            else:
+                results.append(_reused_key(p.idempotency_key or ""))
+            continue
+        if key:
+            known[key] = (p.request_hash, dumps(p.response))
+        results.append(Accepted(201, p.response))
+        new.append(p)
+    if new:
+        INSERT_CASES(conn, [p.case_row for p in new])
+        INSERT_EVENTS(conn, [row for p in new for row in p.event_rows])
+        INSERT_DECISIONS(conn, [row for p in new for row in p.decision_rows])
+        INSERT_OUTBOX(conn, [row for p in new for row in p.outbox_rows])
+        INSERT_TIMERS(conn, [row for p in new for row in p.timer_rows])
+    return results
 
 
 def _reused_key(key: str) -> ConflictError:

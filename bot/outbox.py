@@ -1,50 +1,69 @@
 """The outbox worker: delivers what the store says is owed.
 
-Rows are claimed with a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so replicas
-share the work; SQLite: one writer at a time), delivered, and marked delivered in the
-transaction that also records the card's message handle. Rows of one case go in
-order; different cases go in parallel. A failure is retried with exponential backoff
-and jitter (or when the platform's `Retry-After` says); a row older than
+Rows are claimed in batches with a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+replicas share the work; SQLite: one writer at a time). Everything a batch needs is
+read in three queries; rows of one case are delivered in order, different cases in
+parallel; then the whole batch is marked in one transaction, which also records
+where each new card was posted. A failure is retried with exponential backoff and
+jitter (or when the platform's `Retry-After` says); a row older than
 `outbox_dead_after` is dead-lettered. The worker wakes on commit, and polls as well
 for rows written by other replicas and for retries that come due.
 
 A delivery that succeeded just before a crash, before its row was marked, is made
-again after the restart: callbacks carry `X-Signoff-Delivery` (the row's id) so a
-workflow can drop a repeat.
+again after the restart (once its lease runs out): callbacks carry
+`X-Signoff-Delivery` (the row's id) so a workflow can drop a repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-import time
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.engine import Connection
 
 from bot import signing
 from bot.cards import build_card
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef
+from bot.store.db import Store
 from bot.store.tables import cards, cases, decisions, events, outbox
 
 log = logging.getLogger(__name__)
+Row = Mapping[Any, Any]
+
 
 class Deferred(Exception):
     """Not yet: the card this row needs has not been posted."""
 
 
+@dataclass
+class _Batch:
+    """What a claimed batch needs, read once, and what became of each row."""
+
+    cases: dict[str, Row]
+    decisions: dict[str, list[Row]]
+    refs: dict[tuple[str, str, str], MessageRef]
+    questions: dict[str, str]
+    delivered: list[tuple[Row, MessageRef | None]] = field(default_factory=list)
+    retry: list[tuple[Row, str, float, bool]] = field(default_factory=list)
+    dead: list[tuple[Row, str]] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+
+
 class OutboxWorker:
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: Store,
         policy: LoadedPolicy,
         adapters: Mapping[str, Adapter],
         secrets: Mapping[str, str | None],
@@ -55,10 +74,11 @@ class OutboxWorker:
         poll_interval: float = 2.0,
         callback_timeout: float = 10.0,
         lease: float = 60.0,
-        batch: int = 64,
+        batch: int = 256,
         concurrency: int = 32,
     ) -> None:
-        self.engine = engine
+        self.store = store
+        self.engine = store.engine
         self.policy = policy
         self.adapters = adapters
         self.secrets = secrets
@@ -73,6 +93,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._unsettled: _Batch | None = None
         self._http = httpx.AsyncClient(timeout=callback_timeout, follow_redirects=False)
         self.delivered = 0
         self.failed = 0
@@ -94,146 +115,156 @@ class OutboxWorker:
                 await asyncio.wait_for(asyncio.shield(self._task), grace)
             except TimeoutError:
                 self._task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await self._task
-                except asyncio.CancelledError:
-                    pass
             self._task = None
         await self._http.aclose()
 
     async def _run(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                count = await self.run_once()
-            except Exception:
-                log.exception("outbox pass failed; retrying")
-                count = 0
-            if count >= self.batch or self._stopping:
-                continue
-            idle = await self._idle_for()
-            try:
-                await asyncio.wait_for(self._wake.wait(), idle)
-            except TimeoutError:
-                pass
+        try:
+            while not self._stopping:
+                await self._pass()
+        finally:
+            await self.flush()
+
+    async def _pass(self) -> None:
+        self._wake.clear()
+        try:
+            count = await self.run_once()
+            if not self._wake.is_set():
+                await self.flush()
+        except Exception:
+            log.exception("outbox pass failed; retrying")
+            count = 0
+            await asyncio.sleep(min(1.0, self.poll_interval))
+        if count >= self.batch or self._stopping or self._wake.is_set():
+            return  # more was committed while we delivered
+        idle = await self._idle_for()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), idle)
 
     async def _idle_for(self) -> float:
         """Seconds until the next retry comes due, at most the poll interval."""
-        async with self.engine.connect() as conn:
-            soonest = (
-                await conn.execute(
-                    select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
-                )
-            ).scalar()
+
+        def soonest_due(conn: Connection) -> Any:
+            query = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
+            return conn.execute(query).scalar()
+
+        soonest = await self.store.run_read(soonest_due)
         if soonest is None:
             return self.poll_interval
-        wait = (soonest - self.clock.now()).total_seconds()
+        if isinstance(soonest, str):  # SQLite hands back an aggregate as text
+            soonest = datetime.fromisoformat(soonest)
+        if soonest.tzinfo is None:
+            soonest = soonest.replace(tzinfo=self.clock.now().tzinfo)
+        wait = float((soonest - self.clock.now()).total_seconds())
         return min(self.poll_interval, max(0.01, wait))
 
     async def run_once(self) -> int:
-        """Claim and deliver one batch of due rows; return how many were claimed."""
-        rows = await self._claim()
-        by_case: dict[str | None, list[Mapping[str, Any]]] = defaultdict(list)
+        """Claim and deliver one batch of due rows; return how many were claimed.
+
+        Under load the outcome of a batch is recorded in the same transaction that
+        claims the next one (one trip to the database a batch, and on SQLite one turn
+        of the writer); when nothing else is waiting it is recorded at once."""
+        previous, self._unsettled = self._unsettled, None
+        now = self.clock.now()
+        claim = self._claim_statement(now)
+        try:
+            rows, batch = await self.store.run_write(
+                lambda conn: _claim_batch(conn, previous, claim, now)
+            )
+        except BaseException:
+            self._unsettled = previous
+            raise
+        if batch is None:
+            return 0
+        by_case: dict[str | None, list[Row]] = defaultdict(list)
         for row in rows:
             by_case[row["case_id"]].append(row)
-        await asyncio.gather(*(self._deliver_in_order(group) for group in by_case.values()))
+        await asyncio.gather(*(self._deliver_in_order(group, batch) for group in by_case.values()))
+        if self._wake.is_set() and not self._stopping and len(rows) < self.batch:
+            self._unsettled = batch
+        else:
+            await self._settle(batch)
         return len(rows)
 
-    async def _claim(self) -> list[Mapping[str, Any]]:
-        now = self.clock.now()
+    async def flush(self) -> None:
+        """Record a batch whose outcome is still held back."""
+        if self._unsettled is not None:
+            batch, self._unsettled = self._unsettled, None
+            await self._settle(batch)
+
+    def _claim_statement(self, now: datetime) -> Any:
         due = and_(
             outbox.c.status == "pending",
             outbox.c.next_attempt_at <= now,
             or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
         )
         pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(self.batch)
-        if self.engine.dialect.name == "postgresql":
+        if not self.store.is_sqlite:
             pick = pick.with_for_update(skip_locked=True)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(pick.scalar_subquery()))
-                .values(claimed_until=now + self.lease)
-                .returning(*outbox.c)
-            )
-            return sorted(result.mappings().all(), key=lambda r: r["id"])
+        return (
+            update(outbox)
+            .where(outbox.c.id.in_(pick.scalar_subquery()))
+            .values(claimed_until=now + self.lease)
+            .returning(*outbox.c)
+        )
 
-    async def _deliver_in_order(self, rows: list[Mapping[str, Any]]) -> None:
+    async def _deliver_in_order(self, rows: list[Row], batch: _Batch) -> None:
         for index, row in enumerate(rows):
             async with self._limit:
-                ok = await self._deliver(row)
+                ok = await self._deliver(row, batch)
             if not ok:
                 # Later rows of this case wait for this one: release them untouched.
-                await self._release([r["id"] for r in rows[index + 1 :]])
+                batch.released += [int(r["id"]) for r in rows[index + 1 :]]
                 return
 
-    async def _release(self, ids: list[int]) -> None:
-        if ids:
-            async with self.engine.begin() as conn:
-                await conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(claimed_until=None))
-
-    async def _deliver(self, row: Mapping[str, Any]) -> bool:
-        started = time.perf_counter()
+    async def _deliver(self, row: Row, batch: _Batch) -> bool:
         try:
-            ref = await self._send(row)
+            ref = await self._send(row, batch)
         except Deferred:
-            await self._retry(row, "waiting for the card to be posted", 0.5, count=False)
+            batch.retry.append((row, "waiting for the card to be posted", 0.5, False))
             return False
         except DeliveryFailed as exc:
-            await self._failed(row, exc.message, exc.retry_after, exc.permanent)
+            self._failed(row, batch, exc.message, exc.retry_after, exc.permanent)
             return False
         except Exception as exc:  # an adapter bug must not stop the outbox
             log.exception("delivery %s (%s) raised", row["id"], row["kind"])
-            await self._failed(row, f"{type(exc).__name__}: {exc}", None, False)
+            self._failed(row, batch, f"{type(exc).__name__}: {exc}", None, False)
             return False
-        await self._done(row, ref)
+        batch.delivered.append((row, ref))
         self.delivered += 1
-        log.debug("delivered %s %s in %.1f ms", row["kind"], row["id"], (time.perf_counter() - started) * 1e3)
         return True
 
-    async def _send(self, row: Mapping[str, Any]) -> MessageRef | None:
+    async def _send(self, row: Row, batch: _Batch) -> MessageRef | None:
         kind = str(row["kind"])
         payload = orjson.loads(row["payload"])
+        case = batch.cases.get(str(row["case_id"]))
         if kind == "callback":
-            await self._callback(row, payload)
+            await self._callback(row, payload, str(case["source"]) if case else "default")
             return None
+        if case is None:
+            raise DeliveryFailed("the case of this delivery is gone", permanent=True)
         platform, _, channel = str(row["target"]).partition(":")
         adapter = self.adapters.get(platform)
         if adapter is None:
             raise DeliveryFailed(f"no adapter for platform {platform!r} is running")
-        async with self.engine.connect() as conn:
-            case = (await conn.execute(select(cases).where(cases.c.id == row["case_id"]))).mappings().one()
-            made = (
-                await conn.execute(
-                    select(decisions).where(decisions.c.case_id == case["id"]).order_by(decisions.c.id)
-                )
-            ).mappings().all()
-            posted = (
-                await conn.execute(
-                    select(cards.c.message_ref).where(
-                        cards.c.case_id == case["id"], cards.c.platform == platform,
-                        cards.c.channel == channel,
-                    )  # fmt: skip
-                )
-            ).scalar()
-            question = None
-            if case["status"] == "info_requested":
-                question = (
-                    await conn.execute(
-                        select(events.c.detail)
-                        .where(events.c.case_id == case["id"], events.c.type == "info_requested")
-                        .order_by(events.c.id.desc()).limit(1)
-                    )
-                ).scalar()
-        body = orjson.loads(case["body"])
-        asked = orjson.loads(question).get("question") if question else None
-        card = build_card(case, body, made, self.policy, audit=payload.get("mode") == "audit",
-                          info_question=asked)  # fmt: skip
-        ref = MessageRef(platform, channel, orjson.loads(posted)) if posted else None
+        card = build_card(
+            case,
+            orjson.loads(case["body"]),
+            batch.decisions.get(str(case["id"]), []),
+            self.policy,
+            audit=payload.get("mode") == "audit",
+            info_question=batch.questions.get(str(case["id"])),
+        )
+        key = (str(case["id"]), platform, channel)
+        ref = batch.refs.get(key)
         if kind == "post_card":
             if ref is not None:
                 return None  # already posted (a repeat of a delivered row)
-            return await adapter.post_card(channel, card)
+            posted = await adapter.post_card(channel, card)
+            batch.refs[key] = posted  # later rows of this case in this batch use it
+            return posted
         if kind == "page":
             await adapter.page(channel, card, None)
             return None
@@ -247,8 +278,7 @@ class OutboxWorker:
             raise DeliveryFailed(f"unknown delivery kind {kind!r}", permanent=True)
         return None
 
-    async def _callback(self, row: Mapping[str, Any], payload: dict[str, Any]) -> None:
-        source = await self._source_of(row["case_id"])
+    async def _callback(self, row: Row, payload: dict[str, Any], source: str) -> None:
         body = orjson.dumps(payload)
         headers = {
             "Content-Type": "application/json",
@@ -272,60 +302,138 @@ class OutboxWorker:
                 retry_after=float(after) if after.isdigit() else None,
             )
 
-    async def _source_of(self, case_id: str | None) -> str:
-        async with self.engine.connect() as conn:
-            return str((await conn.execute(select(cases.c.source).where(cases.c.id == case_id))).scalar())
-
-    async def _done(self, row: Mapping[str, Any], ref: MessageRef | None) -> None:
-        now = self.clock.now()
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(outbox).where(outbox.c.id == row["id"])
-                .values(status="delivered", delivered_at=now, attempts=outbox.c.attempts + 1,
-                        claimed_until=None, last_error=None)  # fmt: skip
-            )
-            if ref is not None:
-                await conn.execute(
-                    cards.insert().values(
-                        case_id=row["case_id"], platform=ref.platform, channel=ref.channel,
-                        message_ref=orjson.dumps(ref.ref).decode(), posted_at=now,
-                    )  # fmt: skip
-                )
-
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with equal jitter: between half and all of 2^n seconds, capped."""
         ceiling = min(self.max_backoff, 2.0 ** min(attempts, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
 
-    async def _failed(self, row: Mapping[str, Any], error: str, retry_after: float | None, permanent: bool) -> None:
+    def _failed(
+        self, row: Row, batch: _Batch, error: str, retry_after: float | None, permanent: bool
+    ) -> None:
         self.failed += 1
-        now = self.clock.now()
-        age = (now - row["created_at"]).total_seconds()
+        age = (self.clock.now() - row["created_at"]).total_seconds()
         if permanent or age >= self.dead_after:
             why = "permanent failure" if permanent else f"undelivered after {int(age)} s"
-            log.error("delivery %s (%s to %s) dead: %s; %s", row["id"], row["kind"], row["target"], why, error)
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(outbox).where(outbox.c.id == row["id"])
-                    .values(status="dead", attempts=outbox.c.attempts + 1, claimed_until=None,
-                            last_error=error[:2000])  # fmt: skip
-                )
-                await conn.execute(events.insert().values(
-                    case_id=row["case_id"], at=now, type="delivery_dead", actor="outbox",
-                    detail=orjson.dumps({"delivery": row["id"], "kind": row["kind"], "error": error[:500]}).decode(),
-                    policy_version=None,
-                ))  # fmt: skip
+            log.error(
+                "delivery %s (%s to %s) dead: %s; %s",
+                row["id"],
+                row["kind"],
+                row["target"],
+                why,
+                error,
+            )
+            batch.dead.append((row, error))
             return
         delay = retry_after if retry_after is not None else self.backoff(int(row["attempts"]))
-        log.warning("delivery %s (%s) failed, retry in %.1f s: %s", row["id"], row["kind"], delay, error)
-        await self._retry(row, error, delay, count=True)
+        log.warning(
+            "delivery %s (%s) failed, retry in %.1f s: %s", row["id"], row["kind"], delay, error
+        )
+        batch.retry.append((row, error, delay, True))
 
-    async def _retry(self, row: Mapping[str, Any], error: str, delay: float, *, count: bool) -> None:
-        at: datetime = self.clock.now() + timedelta(seconds=delay)
-        values: dict[str, Any] = {"next_attempt_at": at, "claimed_until": None, "last_error": error[:2000]}
-        if count:
+    async def _settle(self, batch: _Batch) -> None:
+        """Record the batch's outcome in one transaction."""
+        now = self.clock.now()
+        await self.store.run_write(lambda conn: _settle_batch(conn, batch, now))
+
+
+def _claim_batch(
+    conn: Connection, previous: _Batch | None, claim: Any, now: datetime
+) -> tuple[list[Row], _Batch | None]:
+    if previous is not None:
+        _settle_batch(conn, previous, now)
+    rows: list[Row] = sorted(conn.execute(claim).mappings().all(), key=lambda r: r["id"])
+    if not rows:
+        return rows, None
+    return rows, _load_batch(conn, sorted({str(r["case_id"]) for r in rows if r["case_id"]}))
+
+
+def _load_batch(conn: Connection, ids: list[str]) -> _Batch:
+    found: dict[str, Row] = {
+        str(r["id"]): r for r in conn.execute(select(cases).where(cases.c.id.in_(ids))).mappings()
+    }
+    made: dict[str, list[Row]] = defaultdict(list)
+    query = select(decisions).where(decisions.c.case_id.in_(ids)).order_by(decisions.c.id)
+    for d in conn.execute(query).mappings():
+        made[str(d["case_id"])].append(d)
+    refs = {
+        (str(c["case_id"]), str(c["platform"]), str(c["channel"])): MessageRef(
+            str(c["platform"]), str(c["channel"]), orjson.loads(c["message_ref"])
+        )
+        for c in conn.execute(select(cards).where(cards.c.case_id.in_(ids))).mappings()
+    }
+    waiting = [i for i, c in found.items() if c["status"] == "info_requested"]
+    questions: dict[str, str] = {}
+    if waiting:
+        asked = conn.execute(
+            select(events.c.case_id, events.c.detail)
+            .where(events.c.case_id.in_(waiting), events.c.type == "info_requested")
+            .order_by(events.c.id)
+        )
+        for case_id, detail in asked:
+            questions[str(case_id)] = str(orjson.loads(detail).get("question", ""))
+    return _Batch(found, made, refs, questions)
+
+
+def _settle_batch(conn: Connection, batch: _Batch, now: datetime) -> None:
+    if batch.delivered:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("row_id"))
+            .values(
+                status="delivered",
+                delivered_at=now,
+                attempts=outbox.c.attempts + 1,
+                claimed_until=None,
+                last_error=None,
+            ),
+            [{"row_id": row["id"]} for row, _ in batch.delivered],
+        )
+        posted = [
+            {
+                "case_id": row["case_id"],
+                "platform": ref.platform,
+                "channel": ref.channel,
+                "message_ref": orjson.dumps(ref.ref).decode(),
+                "posted_at": now,
+            }
+            for row, ref in batch.delivered
+            if ref is not None
+        ]
+        if posted:
+            conn.execute(cards.insert(), posted)
+    for row, error, delay, counted in batch.retry:
+        values: dict[str, Any] = {
+            "next_attempt_at": now + timedelta(seconds=delay),
+            "claimed_until": None,
+            "last_error": error[:2000],
+        }
+        if counted:
             values["attempts"] = outbox.c.attempts + 1
-        async with self.engine.begin() as conn:
-            await conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(**values))
-
-
+        conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(**values))
+    for row, error in batch.dead:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row["id"])
+            .values(
+                status="dead",
+                attempts=outbox.c.attempts + 1,
+                claimed_until=None,
+                last_error=error[:2000],
+            )
+        )
+        conn.execute(
+            events.insert().values(
+                case_id=row["case_id"],
+                at=now,
+                type="delivery_dead",
+                actor="outbox",
+                detail=orjson.dumps(
+                    {"delivery": row["id"], "kind": row["kind"], "error": error[:500]}
+                ).decode(),
+                policy_version=None,
+            )
+        )
+    if batch.released:
+        conn.execute(
+            update(outbox).where(outbox.c.id.in_(batch.released)).values(claimed_until=None)
+        )

@@ -142,10 +142,13 @@ def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
                 if str(key.value) == str(part):
                     child, line = value, key.start_mark.line
                     break
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(current.value):
-                child = current.value[part]
-                line = child.start_mark.line
+        elif (
+            isinstance(current, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(current.value)
+        ):
+            child = current.value[part]
+            line = child.start_mark.line
         if child is None:
             break
         current = child
@@ -170,19 +173,32 @@ def rule_label(rule: Rule, index: int) -> str:
     return rule.name or f"rule {index + 1}"
 
 
+def _not(ok: bool) -> str:
+    return "" if ok else "not "
+
+
 def _checks(cond: Condition, case: CaseIn) -> Iterator[tuple[bool, str]]:
     """(holds, why) for every condition set on a rule, in the file's order."""
     rec, risk = case.recommendation, case.risk
     if cond.kind is not None:
-        yield case.kind in cond.kind, f"kind {case.kind!r} {'is' if case.kind in cond.kind else 'is not'} in {cond.kind}"
+        yield (
+            case.kind in cond.kind,
+            f"kind {case.kind!r} {'is' if case.kind in cond.kind else 'is not'} in {cond.kind}",
+        )
     if cond.source is not None:
         yield case.source in cond.source, f"source {case.source!r} vs {cond.source}"
     if cond.confidence_below is not None:
         ok = rec.confidence < cond.confidence_below
-        yield ok, f"confidence {rec.confidence:.2f} is {'' if ok else 'not '}below {cond.confidence_below:.2f}"
+        yield (
+            ok,
+            f"confidence {rec.confidence:.2f} is {_not(ok)}below {cond.confidence_below:.2f}",
+        )
     if cond.confidence_at_least is not None:
         ok = rec.confidence >= cond.confidence_at_least
-        yield ok, f"confidence {rec.confidence:.2f} is {'' if ok else 'not '}at least {cond.confidence_at_least:.2f}"
+        yield (
+            ok,
+            f"confidence {rec.confidence:.2f} is {_not(ok)}at least {cond.confidence_at_least:.2f}",
+        )
     if cond.margin_below is not None:
         margin = rec.margin()
         if margin is None:
@@ -190,7 +206,11 @@ def _checks(cond: Condition, case: CaseIn) -> Iterator[tuple[bool, str]]:
         else:
             margin = round(margin, 9)  # 0.6 - 0.4 is 0.19999999999999996, not below 0.2
             ok = margin < cond.margin_below
-            yield ok, f"margin {margin:.2f} over the runner-up is {'' if ok else 'not '}below {cond.margin_below:.2f}"
+            yield (
+                ok,
+                f"margin {margin:.2f} over the runner-up is {_not(ok)}below "
+                f"{cond.margin_below:.2f}",
+            )
     if cond.amount_at_least is not None:
         ok = risk.amount is not None and risk.amount >= cond.amount_at_least
         yield ok, f"amount {risk.amount} is {'' if ok else 'not '}at least {cond.amount_at_least:g}"
@@ -214,10 +234,16 @@ def _checks(cond: Condition, case: CaseIn) -> Iterator[tuple[bool, str]]:
         yield bool(hit), f"compliance tags {hit or 'none'} of {cond.compliance_any}"
     if cond.flags_any is not None:
         hit = sorted(set(cond.flags_any) & set(case.flags))
-        yield bool(hit), f"flags {hit} raised" if hit else f"none of the flags {cond.flags_any} raised"
+        yield (
+            bool(hit),
+            f"flags {hit} raised" if hit else f"none of the flags {cond.flags_any} raised",
+        )
     if cond.flags_all is not None:
         missing = sorted(set(cond.flags_all) - set(case.flags))
-        yield not missing, f"flags {missing} not raised" if missing else f"all flags {cond.flags_all} raised"
+        yield (
+            not missing,
+            f"flags {missing} not raised" if missing else f"all flags {cond.flags_all} raised",
+        )
 
 
 def explain(loaded: LoadedPolicy, case: CaseIn) -> list[RuleVerdict]:
@@ -226,7 +252,9 @@ def explain(loaded: LoadedPolicy, case: CaseIn) -> list[RuleVerdict]:
     for index, rule in enumerate(loaded.policy.rules):
         checks = list(_checks(rule.when, case)) if rule.when else [(True, "no conditions")]
         matched = all(ok for ok, _ in checks)
-        reasons = [why for ok, why in checks if ok] if matched else [why for ok, why in checks if not ok]
+        reasons = (
+            [why for ok, why in checks if ok] if matched else [why for ok, why in checks if not ok]
+        )
         verdicts.append(RuleVerdict(index, rule_label(rule, index), rule.lane, matched, reasons))
         if matched:
             break

@@ -13,7 +13,16 @@ from bot.errors import ForbiddenError, InvalidInput, NotFound
 from bot.store.tables import cases, decisions, events, outbox, timers
 
 MAX_PAGE = 200
-DECISION_FIELDS = ("action", "reason_code", "reason", "reviewer", "decided_by", "platform", "at", "policy_version")
+DECISION_FIELDS = (
+    "action",
+    "reason_code",
+    "reason",
+    "reviewer",
+    "decided_by",
+    "platform",
+    "at",
+    "policy_version",
+)
 
 
 async def get_case(engine: AsyncEngine, case_id: str, source: str) -> dict[str, Any]:
@@ -24,42 +33,86 @@ async def get_case(engine: AsyncEngine, case_id: str, source: str) -> dict[str, 
         if row["source"] != source:
             raise ForbiddenError("this case belongs to another source", case_id=case_id)
         made = (
-            await conn.execute(
-                select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id)
+            (
+                await conn.execute(
+                    select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id)
+                )
             )
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
         logged = (
-            await conn.execute(select(events).where(events.c.case_id == case_id).order_by(events.c.id))
-        ).mappings().all()
+            (
+                await conn.execute(
+                    select(events).where(events.c.case_id == case_id).order_by(events.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
         owed = (
-            await conn.execute(select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id))
-        ).mappings().all()
+            (
+                await conn.execute(
+                    select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
         clock = (
-            await conn.execute(select(timers).where(timers.c.case_id == case_id).order_by(timers.c.due_at))
-        ).mappings().all()
+            (
+                await conn.execute(
+                    select(timers).where(timers.c.case_id == case_id).order_by(timers.c.due_at)
+                )
+            )
+            .mappings()
+            .all()
+        )
     return {
-        "id": row["id"], "status": row["status"], "lane": row["lane"], "kind": row["kind"],
-        "title": row["title"], "source": row["source"], "due_at": row["due_at"],
-        "created_at": row["created_at"], "updated_at": row["updated_at"],
-        "policy_version": row["policy_version"], "rule": row["rule"],
-        "audit_sampled": row["audit_sampled"], "blind_review": row["blind_review"],
-        "acknowledged_at": row["acknowledged_at"], "acknowledged_by": row["acknowledged_by"],
+        "id": row["id"],
+        "status": row["status"],
+        "lane": row["lane"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "source": row["source"],
+        "due_at": row["due_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "policy_version": row["policy_version"],
+        "rule": row["rule"],
+        "audit_sampled": row["audit_sampled"],
+        "blind_review": row["blind_review"],
+        "acknowledged_at": row["acknowledged_at"],
+        "acknowledged_by": row["acknowledged_by"],
         "case": orjson.loads(row["body"]),
         "decisions": [{k: d[k] for k in DECISION_FIELDS} | {"final": d["final"]} for d in made],
         "events": [
-            {"at": e["at"], "type": e["type"], "actor": e["actor"],
-             "detail": orjson.loads(e["detail"]), "policy_version": e["policy_version"]}
+            {
+                "at": e["at"],
+                "type": e["type"],
+                "actor": e["actor"],
+                "detail": orjson.loads(e["detail"]),
+                "policy_version": e["policy_version"],
+            }
             for e in logged
         ],
         "deliveries": [
-            {"id": o["id"], "kind": o["kind"], "target": o["target"],
-             "status": o["status"], "attempts": o["attempts"], "last_error": o["last_error"],
-             "next_attempt_at": o["next_attempt_at"] if o["status"] == "pending" else None,
-             "delivered_at": o["delivered_at"]}
+            {
+                "id": o["id"],
+                "kind": o["kind"],
+                "target": o["target"],
+                "status": o["status"],
+                "attempts": o["attempts"],
+                "last_error": o["last_error"],
+                "next_attempt_at": o["next_attempt_at"] if o["status"] == "pending" else None,
+                "delivered_at": o["delivered_at"],
+            }
             for o in owed
         ],
-        "timers": [{"what": t["what"], "due_at": t["due_at"], "fired_at": t["fired_at"]} for t in clock],
-    }  # fmt: skip
+        "timers": [
+            {"what": t["what"], "due_at": t["due_at"], "fired_at": t["fired_at"]} for t in clock
+        ],
+    }
 
 
 def _cursor(case_id: str) -> str:
@@ -70,7 +123,12 @@ def _decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded))
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str) and len(value[0]) <= 32:
+        if (
+            isinstance(value, list)
+            and len(value) == 1
+            and isinstance(value[0], str)
+            and len(value[0]) <= 32
+        ):
             return value[0]
     except (ValueError, orjson.JSONDecodeError):
         pass
@@ -89,9 +147,14 @@ async def list_cases(
 ) -> dict[str, Any]:
     """Newest first. `next` is the cursor of the following page, or null at the end."""
     query = select(
-        cases.c.id, cases.c.status, cases.c.lane, cases.c.kind, cases.c.title,
-        cases.c.due_at, cases.c.created_at,
-    ).where(cases.c.source == source)  # fmt: skip
+        cases.c.id,
+        cases.c.status,
+        cases.c.lane,
+        cases.c.kind,
+        cases.c.title,
+        cases.c.due_at,
+        cases.c.created_at,
+    ).where(cases.c.source == source)
     if status:
         query = query.where(cases.c.status == status)
     if lane:

@@ -36,15 +36,24 @@ class Runtime:
         self.adapters = found
         self.sources = settings.all_sources()
         self.engine = db.create_engine(settings.database_url)
-        secrets = {n: s.secret.get_secret_value() if s.secret else None for n, s in self.sources.items()}
+        self.store = db.Store(self.engine)
+        secrets = {
+            n: s.secret.get_secret_value() if s.secret else None for n, s in self.sources.items()
+        }
         self.outbox = OutboxWorker(
-            self.engine, self.policy, self.adapters, secrets, self.clock,
-            dead_after=settings.outbox_dead_after, max_backoff=settings.outbox_max_backoff,
-            poll_interval=settings.outbox_poll_interval, callback_timeout=settings.callback_timeout,
+            self.store,
+            self.policy,
+            self.adapters,
+            secrets,
+            self.clock,
+            dead_after=settings.outbox_dead_after,
+            max_backoff=settings.outbox_max_backoff,
+            poll_interval=settings.outbox_poll_interval,
+            callback_timeout=settings.callback_timeout,
             lease=settings.outbox_lease,
-        )  # fmt: skip
-        self.writer = IntakeWriter(self.engine, self.outbox.wake)
-        self.service = Service(self.engine, self.policy, self.adapters, self.clock, self.outbox.wake)
+        )
+        self.writer = IntakeWriter(self.store, self.outbox.wake)
+        self.service = Service(self.store, self.policy, self.adapters, self.clock, self.outbox.wake)
         self.started = False
 
     @property
@@ -76,5 +85,5 @@ class Runtime:
     async def stop(self) -> None:
         await self.writer.stop()
         await self.outbox.stop()
-        await self.engine.dispose()
+        await self.store.close()
         self.started = False

@@ -6,7 +6,6 @@ a case is untrusted input that ends up in front of a person.
 
 from __future__ import annotations
 
-
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ MAX_BODY_BYTES = 256 * 1024
 ACTIONS = ("approve", "reject", "request_info")
 Action = Literal["approve", "reject", "request_info"]
 FinalAction = Literal["approve", "reject"]
+DEFAULT_ACTIONS: tuple[Action, ...] = ("approve", "reject", "request_info")
 
 
 def _http_url(value: str) -> str:
@@ -112,7 +112,9 @@ class CaseIn(Strict):
 
     source: Name = "default"
     kind: Name
-    title: Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_not_blank)]
+    title: Annotated[
+        str, StringConstraints(min_length=1, max_length=300), AfterValidator(_not_blank)
+    ]
     question: Annotated[
         str, StringConstraints(min_length=1, max_length=3000), AfterValidator(_not_blank)
     ]
@@ -124,7 +126,9 @@ class CaseIn(Strict):
     evidence: list[Evidence] = Field(default_factory=list, max_length=50)
     policy_refs: list[PolicyRef] = Field(default_factory=list, max_length=20)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=100)
-    actions: list[Action] = Field(default_factory=lambda: list(ACTIONS), min_length=2, max_length=3)
+    actions: list[Action] = Field(
+        default_factory=lambda: list(DEFAULT_ACTIONS), min_length=2, max_length=3
+    )
     requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     callback_url: HttpUrl | None = None
     sla: str | int | None = None
@@ -167,7 +171,9 @@ class CaseIn(Strict):
 class InfoIn(Strict):
     """The body of `POST /v1/escalations/{id}/info`."""
 
-    text: Annotated[str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_not_blank)]
+    text: Annotated[
+        str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_not_blank)
+    ]
     facts: dict[FactKey, Scalar] | None = Field(default=None, max_length=500)
 
 
@@ -256,5 +262,3 @@ class CaseSummary(BaseModel):
 class CaseList(BaseModel):
     items: list[CaseSummary]
     next: str | None
-
-

@@ -12,18 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-
 from typing import Any
 
 import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.errors import AlreadyDecided, DecisionRefused, ForbiddenError, NotFound
 from bot.intake import dumps
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, Reviewer
+from bot.store.db import Store
 from bot.store.tables import cases, decisions, events, outbox
 from policies.schema import Lane
 
@@ -51,7 +51,7 @@ class Result:
 
 @dataclass
 class _Case:
-    row: Mapping[str, Any]
+    row: Mapping[Any, Any]
     body: dict[str, Any]
 
     @property
@@ -62,13 +62,14 @@ class _Case:
 class Service:
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: Store,
         policy: LoadedPolicy,
         adapters: Mapping[str, Adapter],
         clock: Clock,
         on_commit: Any = None,
     ) -> None:
-        self.engine = engine
+        self.store = store
+        self.engine = store.engine
         self.policy = policy
         self.adapters = adapters
         self.clock = clock
@@ -85,8 +86,9 @@ class Service:
     async def _winner(self, conn: AsyncConnection, case: _Case) -> AlreadyDecided:
         final = (
             await conn.execute(
-                select(decisions.c.reviewer, decisions.c.action, decisions.c.decided_by)
-                .where(decisions.c.case_id == case.id, decisions.c.final.is_(True))
+                select(decisions.c.reviewer, decisions.c.action, decisions.c.decided_by).where(
+                    decisions.c.case_id == case.id, decisions.c.final.is_(True)
+                )
             )
         ).first()
         status = str(case.row["status"])
@@ -109,8 +111,10 @@ class Service:
     async def _authorize(self, case: _Case, lane: Lane, reviewer: Reviewer) -> None:
         entries = lane.approver_entries(reviewer.platform)
         adapter = self.adapters.get(reviewer.platform)
-        allowed = bool(entries) and adapter is not None and await adapter.is_member(
-            reviewer.user_id, entries
+        allowed = (
+            bool(entries)
+            and adapter is not None
+            and await adapter.is_member(reviewer.user_id, entries)
         )
         if not allowed:
             raise DecisionRefused(
@@ -130,7 +134,9 @@ class Service:
         adapter = self.adapters.get(reviewer.platform)
         return adapter is not None and wanted in await adapter.identities(reviewer.user_id)
 
-    def _check_reason(self, case: _Case, action: str, reason_code: str | None, reason: str | None) -> None:
+    def _check_reason(
+        self, case: _Case, action: str, reason_code: str | None, reason: str | None
+    ) -> None:
         codes = self.policy.policy.reason_codes(str(case.row["kind"]))
         if not reason_code:
             raise DecisionRefused(
@@ -147,7 +153,9 @@ class Service:
             )
         words = (reason or "").strip()
         if len(words) > MAX_REASON:
-            raise DecisionRefused("reason_too_long", f"Keep the reasoning under {MAX_REASON} characters.")
+            raise DecisionRefused(
+                "reason_too_long", f"Keep the reasoning under {MAX_REASON} characters."
+            )
         overriding = action != case.row["recommended_action"]
         if (overriding or reason_code == "other") and not words:
             why = (
@@ -159,21 +167,35 @@ class Service:
 
     async def _refuse(self, case_id: str, actor: str, error: DecisionRefused, attempt: str) -> None:
         detail = {"attempt": attempt, "code": error.code, "message": error.message}
-        async with self.engine.begin() as conn:
+        async with self.store.write() as conn:
             await conn.execute(events.insert(), [self._event(case_id, "refused", actor, detail)])
 
-    def _event(self, case_id: str | None, kind: str, actor: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+    def _event(
+        self, case_id: str | None, kind: str, actor: str | None, detail: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
-            "case_id": case_id, "at": self.clock.now(), "type": kind, "actor": actor,
-            "detail": dumps(detail), "policy_version": self.policy.version,
-        }  # fmt: skip
+            "case_id": case_id,
+            "at": self.clock.now(),
+            "type": kind,
+            "actor": actor,
+            "detail": dumps(detail),
+            "policy_version": self.policy.version,
+        }
 
-    def _delivery(self, case_id: str, kind: str, target: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _delivery(
+        self, case_id: str, kind: str, target: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
         now = self.clock.now()
         return {
-            "case_id": case_id, "kind": kind, "target": target, "payload": dumps(payload),
-            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-        }  # fmt: skip
+            "case_id": case_id,
+            "kind": kind,
+            "target": target,
+            "payload": dumps(payload),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
 
     async def _card_targets(self, conn: AsyncConnection, case_id: str) -> list[str]:
         rows = await conn.execute(
@@ -192,19 +214,25 @@ class Service:
         )
         return result.rowcount == 1
 
-    def _callback(self, case: _Case, kind: str, extra: dict[str, Any], status: str) -> dict[str, Any] | None:
+    def _callback(
+        self, case: _Case, kind: str, extra: dict[str, Any], status: str
+    ) -> dict[str, Any] | None:
         url = case.row["callback_url"]
         if not url:
             return None
         body = {
             "type": kind,
             "escalation": {
-                "id": case.id, "status": status, "lane": case.row["lane"],
-                "kind": case.row["kind"], "title": case.row["title"], "source": case.row["source"],
+                "id": case.id,
+                "status": status,
+                "lane": case.row["lane"],
+                "kind": case.row["kind"],
+                "title": case.row["title"],
+                "source": case.row["source"],
             },
             "decision": None,
             **extra,
-        }  # fmt: skip
+        }
         return self._delivery(case.id, "callback", str(url), body)
 
     # -- operations ----------------------------------------------------------------
@@ -233,7 +261,9 @@ class Service:
             if result is not None:
                 self._on_commit()
                 return result
-        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+        raise DecisionRefused(
+            "busy", "The case is being changed by many people at once; try again."
+        )
 
     async def _check_decision(
         self, case: _Case, reviewer: Reviewer, action: str, code: str | None, reason: str | None
@@ -254,20 +284,32 @@ class Service:
         return lane
 
     async def _try_decide(
-        self, case: _Case, lane: Lane, reviewer: Reviewer, action: str, code: str | None, reason: str | None
+        self,
+        case: _Case,
+        lane: Lane,
+        reviewer: Reviewer,
+        action: str,
+        code: str | None,
+        reason: str | None,
     ) -> Result | None:
         now = self.clock.now()
         try:
-            async with self.engine.begin() as conn:
+            async with self.store.write() as conn:
                 if not await self._bump(conn, case):
                     return None  # someone else changed it: re-read and check again
                 row = {
-                    "case_id": case.id, "action": action, "reason_code": code,
-                    "reason": (reason or "").strip() or None, "reviewer": reviewer.key,
-                    "platform": reviewer.platform, "decided_by": "human", "final": False,
+                    "case_id": case.id,
+                    "action": action,
+                    "reason_code": code,
+                    "reason": (reason or "").strip() or None,
+                    "reviewer": reviewer.key,
+                    "platform": reviewer.platform,
+                    "decided_by": "human",
+                    "final": False,
                     "overrode_ai": action != case.row["recommended_action"],
-                    "policy_version": self.policy.version, "at": now,
-                }  # fmt: skip
+                    "policy_version": self.policy.version,
+                    "at": now,
+                }
                 voted = (
                     await conn.execute(
                         select(decisions.c.id).where(
@@ -277,13 +319,16 @@ class Service:
                 ).first()
                 if voted is not None:
                     raise DecisionRefused(
-                        "already_voted", "You have already voted on this case; it needs another approver."
+                        "already_voted",
+                        "You have already voted on this case; it needs another approver.",
                     )
                 inserted = await conn.execute(decisions.insert().values(**row))
+                assert inserted.inserted_primary_key is not None
                 decision_id = inserted.inserted_primary_key[0]
                 votes = (
                     await conn.execute(
-                        select(func.count()).select_from(decisions)
+                        select(func.count())
+                        .select_from(decisions)
                         .where(decisions.c.case_id == case.id, decisions.c.action == action)
                     )
                 ).scalar_one()
@@ -293,7 +338,8 @@ class Service:
                 if final:
                     status = STATUS_OF[action]
                     await conn.execute(
-                        update(cases).where(cases.c.id == case.id)
+                        update(cases)
+                        .where(cases.c.id == case.id)
                         .values(status=status, decided_at=now)
                     )
                     await conn.execute(
@@ -304,9 +350,15 @@ class Service:
                     decision = {k: v for k, v in row.items() if k not in ("case_id", "final")}
                     decision["at"] = now.isoformat()
                     deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
-                    note = f"{'Approved' if action == 'approve' else 'Rejected'} by {reviewer.name or actor}"
+                    verb = "Approved" if action == "approve" else "Rejected"
+                    note = f"{verb} by {reviewer.name or actor}"
                     deliveries += [
-                        self._delivery(case.id, "notify", t, {"text": f"{note} ({code}): {row['reason'] or ''}".rstrip(": ")})
+                        self._delivery(
+                            case.id,
+                            "notify",
+                            t,
+                            {"text": f"{note} ({code}): {row['reason'] or ''}".rstrip(": ")},
+                        )
                         for t in targets
                     ]
                     callback = self._callback(case, "decision", {"decision": decision}, status)
@@ -314,7 +366,12 @@ class Service:
                         deliveries.append(callback)
                 else:
                     status = str(case.row["status"])
-                    detail = {"action": action, "reason_code": code, "votes": votes, "quorum": lane.quorum}
+                    detail = {
+                        "action": action,
+                        "reason_code": code,
+                        "votes": votes,
+                        "quorum": lane.quorum,
+                    }
                     rows = [self._event(case.id, "vote", actor, detail)]
                     deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
                 await conn.execute(events.insert(), rows)
@@ -324,9 +381,7 @@ class Service:
             if "locked" in str(exc).lower():
                 return None  # SQLite's writer lock timed out: try again
             raise
-        return Result(
-            "decided" if final else "vote", case.id, status, action, votes, lane.quorum
-        )
+        return Result("decided" if final else "vote", case.id, status, action, votes, lane.quorum)
 
     async def request_info(self, case_id: str, reviewer: Reviewer, question: str) -> Result:
         """Ask the workflow a question; the case waits in `info_requested` until it answers."""
@@ -339,42 +394,59 @@ class Service:
                 if closed is not None:
                     raise closed
                 if "request_info" not in case.body.get("actions", []):
-                    raise DecisionRefused("action_not_allowed", "This case does not allow requests for information.")
+                    raise DecisionRefused(
+                        "action_not_allowed", "This case does not allow requests for information."
+                    )
                 if case.row["status"] == "info_requested":
                     raise DecisionRefused(
                         "info_already_requested",
                         "Information was already requested; wait for the workflow's answer.",
                     )
                 if not question:
-                    raise DecisionRefused("question_required", "Write the question for the workflow.")
+                    raise DecisionRefused(
+                        "question_required", "Write the question for the workflow."
+                    )
                 if len(question) > MAX_REASON:
-                    raise DecisionRefused("reason_too_long", f"Keep the question under {MAX_REASON} characters.")
+                    raise DecisionRefused(
+                        "reason_too_long", f"Keep the question under {MAX_REASON} characters."
+                    )
                 lane = self._lane(case)
                 await self._authorize(case, lane, reviewer)
             except DecisionRefused as exc:
                 await self._refuse(case_id, reviewer.key, exc, "request_info")
                 raise
-            async with self.engine.begin() as conn:
+            async with self.store.write() as conn:
                 if not await self._bump(conn, case, status="info_requested"):
                     continue
                 targets = await self._card_targets(conn, case.id)
-                await conn.execute(events.insert(), [
-                    self._event(case.id, "info_requested", reviewer.key, {"question": question})
-                ])  # fmt: skip
+                await conn.execute(
+                    events.insert(),
+                    [self._event(case.id, "info_requested", reviewer.key, {"question": question})],
+                )
                 deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
                 deliveries += [
-                    self._delivery(case.id, "notify", t, {"text": f"{reviewer.name or reviewer.key} asks: {question}"})
+                    self._delivery(
+                        case.id,
+                        "notify",
+                        t,
+                        {"text": f"{reviewer.name or reviewer.key} asks: {question}"},
+                    )
                     for t in targets
                 ]
                 callback = self._callback(
-                    case, "info_requested", {"question": question, "asked_by": reviewer.key}, "info_requested"
+                    case,
+                    "info_requested",
+                    {"question": question, "asked_by": reviewer.key},
+                    "info_requested",
                 )
                 if callback:
                     deliveries.append(callback)
                 await conn.execute(outbox.insert(), deliveries)
             self._on_commit()
             return Result("info_requested", case.id, "info_requested", "request_info")
-        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+        raise DecisionRefused(
+            "busy", "The case is being changed by many people at once; try again."
+        )
 
     async def answer_info(
         self, case_id: str, source: str, text: str, facts: dict[str, Any] | None
@@ -396,22 +468,38 @@ class Service:
                 if len(merged) > 500:
                     raise DecisionRefused("too_many_facts", "A case holds at most 500 facts.")
                 body["facts"] = merged
-            history = [*body.get("history", []), {"text": f"Workflow answered: {text}", "actor": f"source:{source}"}]
+            history = [
+                *body.get("history", []),
+                {"text": f"Workflow answered: {text}", "actor": f"source:{source}"},
+            ]
             body["history"] = history[-100:]
-            async with self.engine.begin() as conn:
+            async with self.store.write() as conn:
                 if not await self._bump(conn, case, status="pending", body=dumps(body)):
                     continue
                 targets = await self._card_targets(conn, case.id)
-                await conn.execute(events.insert(), [
-                    self._event(case.id, "info_answered", f"source:{source}", {"text": text, "facts": facts or {}})
-                ])  # fmt: skip
+                await conn.execute(
+                    events.insert(),
+                    [
+                        self._event(
+                            case.id,
+                            "info_answered",
+                            f"source:{source}",
+                            {"text": text, "facts": facts or {}},
+                        )
+                    ],
+                )
                 deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
-                deliveries += [self._delivery(case.id, "notify", t, {"text": f"The workflow answered: {text}"}) for t in targets]
+                deliveries += [
+                    self._delivery(case.id, "notify", t, {"text": f"The workflow answered: {text}"})
+                    for t in targets
+                ]
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
             self._on_commit()
             return Result("info_answered", case.id, "pending")
-        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+        raise DecisionRefused(
+            "busy", "The case is being changed by many people at once; try again."
+        )
 
     async def cancel(self, case_id: str, source: str, reason: str | None) -> Result:
         """The workflow withdraws its case; the card says so and loses its buttons."""
@@ -421,21 +509,28 @@ class Service:
                 self._own(case, source)
                 if case.row["status"] not in OPEN:
                     raise await self._winner(conn, case)
-            async with self.engine.begin() as conn:
-                if not await self._bump(conn, case, status="cancelled", decided_at=self.clock.now()):
+            async with self.store.write() as conn:
+                if not await self._bump(
+                    conn, case, status="cancelled", decided_at=self.clock.now()
+                ):
                     continue
                 targets = await self._card_targets(conn, case.id)
-                await conn.execute(events.insert(), [
-                    self._event(case.id, "cancelled", f"source:{source}", {"reason": reason})
-                ])  # fmt: skip
+                await conn.execute(
+                    events.insert(),
+                    [self._event(case.id, "cancelled", f"source:{source}", {"reason": reason})],
+                )
                 deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
                 text = "The workflow withdrew this case." + (f" Reason: {reason}" if reason else "")
-                deliveries += [self._delivery(case.id, "notify", t, {"text": text}) for t in targets]
+                deliveries += [
+                    self._delivery(case.id, "notify", t, {"text": text}) for t in targets
+                ]
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
             self._on_commit()
             return Result("cancelled", case.id, "cancelled")
-        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+        raise DecisionRefused(
+            "busy", "The case is being changed by many people at once; try again."
+        )
 
     async def acknowledge(self, case_id: str, reviewer: Reviewer) -> Result:
         """On-call acknowledges a page. Separate from deciding; a second ack changes nothing."""
@@ -453,26 +548,32 @@ class Service:
             if case.row["acknowledged_at"] is not None:
                 return Result("acknowledged", case.id, str(case.row["status"]))
             now = self.clock.now()
-            async with self.engine.begin() as conn:
-                if not await self._bump(conn, case, acknowledged_at=now, acknowledged_by=reviewer.key):
+            async with self.store.write() as conn:
+                if not await self._bump(
+                    conn, case, acknowledged_at=now, acknowledged_by=reviewer.key
+                ):
                     continue
                 targets = await self._card_targets(conn, case.id)
-                await conn.execute(events.insert(), [self._event(case.id, "acknowledged", reviewer.key, {})])
+                await conn.execute(
+                    events.insert(), [self._event(case.id, "acknowledged", reviewer.key, {})]
+                )
                 deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
                 callback = self._callback(
-                    case, "acknowledged", {"acknowledged_by": reviewer.key, "at": now.isoformat()},
+                    case,
+                    "acknowledged",
+                    {"acknowledged_by": reviewer.key, "at": now.isoformat()},
                     str(case.row["status"]),
-                )  # fmt: skip
+                )
                 if callback:
                     deliveries.append(callback)
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
             self._on_commit()
             return Result("acknowledged", case.id, str(case.row["status"]))
-        raise DecisionRefused("busy", "The case is being changed by many people at once; try again.")
+        raise DecisionRefused(
+            "busy", "The case is being changed by many people at once; try again."
+        )
 
     def _own(self, case: _Case, source: str) -> None:
         if case.row["source"] != source:
             raise ForbiddenError("this case belongs to another source", case_id=case.id)
-
-

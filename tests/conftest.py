@@ -70,7 +70,10 @@ def case(**changes: Any) -> dict[str, Any]:
 
 def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> dict[str, str]:
     stamp = int(time.time()) if at is None else at
-    return {"X-Signoff-Signature": signing.sign(secret, body, stamp), "Content-Type": "application/json"}
+    return {
+        "X-Signoff-Signature": signing.sign(secret, body, stamp),
+        "Content-Type": "application/json",
+    }
 
 
 def free_port() -> int:
@@ -119,8 +122,11 @@ def policy() -> LoadedPolicy:
 @pytest.fixture
 def memory() -> MemoryAdapter:
     return MemoryAdapter(
-        groups={"G0REVIEWERS": {"U0CAROL", "U0DAVE"}, "G0EXPERTS": {"U0EVE"},
-                "G0ONCALL": {"U0OPS1", "U0OPS2", "U0OPS3"}},  # fmt: skip
+        groups={
+            "G0REVIEWERS": {"U0CAROL", "U0DAVE"},
+            "G0EXPERTS": {"U0EVE"},
+            "G0ONCALL": {"U0OPS1", "U0OPS2", "U0OPS3"},
+        },
         emails={"U0DANA": "Dana@Example.com", "U0CAROL": "carol@example.com"},
     )
 
@@ -141,20 +147,23 @@ MakeRuntime = Callable[..., Awaitable[Runtime]]
 
 
 @pytest.fixture
-async def make_runtime(
-    memory: MemoryAdapter, policy: LoadedPolicy
-) -> AsyncIterator[MakeRuntime]:
+async def make_runtime(memory: MemoryAdapter, policy: LoadedPolicy) -> AsyncIterator[MakeRuntime]:
     made: list[Runtime] = []
 
     async def make(
-        url: str, *, clock: Clock | None = None, workers: bool = True, adapters: Any = None,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        workers: bool = True,
+        adapters: Any = None,
         **extra: Any,
-    ) -> Runtime:  # fmt: skip
+    ) -> Runtime:
         runtime = Runtime(
-            settings_for(url, **extra), policy=policy,
+            settings_for(url, **extra),
+            policy=policy,
             adapters={"memory": memory} if adapters is None else adapters,
             clock=clock or SystemClock(),
-        )  # fmt: skip
+        )
         await runtime.start(workers=workers)
         made.append(runtime)
         return runtime
@@ -170,9 +179,12 @@ async def http_server(runtime: Runtime) -> AsyncIterator[str]:
     """Serve Signoff's app for `runtime` on a real socket; yield its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(runtime, manage_runtime=False), host="127.0.0.1", port=port,
-        log_level="warning", lifespan="on",
-    )  # fmt: skip
+        create_app(runtime, manage_runtime=False),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):
@@ -195,7 +207,9 @@ class Api:
         self.client = client
         self.runtime = runtime
 
-    async def post(self, path: str, body: Any, secret: str = SECRET, **headers: str) -> httpx.Response:
+    async def post(
+        self, path: str, body: Any, secret: str = SECRET, **headers: str
+    ) -> httpx.Response:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
         return await self.client.post(path, content=raw, headers={**signed(raw, secret), **headers})
 
@@ -224,10 +238,9 @@ async def api(runtime: Runtime) -> AsyncIterator[Api]:
         yield Api(client, runtime)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for a condition")
         await asyncio.sleep(0.02)
-

@@ -56,15 +56,22 @@ class Receiver:
                 stamp, macs = signing.parse(header)
                 ok = signing.matches(self.secret, raw, stamp, macs)
             self.received.append(Delivery(headers, orjson.loads(raw), ok))
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
 
 @asynccontextmanager
 async def running(receiver: Receiver) -> AsyncIterator[Receiver]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

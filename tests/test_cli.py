@@ -584,7 +584,7 @@ def test_serve_makes_keeps_and_reuses_a_secret(isolated: Path) -> None:
         assert unsigned.status_code == 401
     first_log = log[0]
     assert "No SIGNOFF_WEBHOOK_SECRET was set" in first_log
-    assert "./.signoff-webhook-secret" in first_log
+    assert str(secret_file.resolve()) in first_log
     assert "(mode 0600)" in first_log
     assert f"signoff send --url {base} examples/refund.json" in first_log
     assert secret not in first_log  # the secret itself stays in the file

@@ -53,13 +53,18 @@ async def test_card_update_and_signed_callback(
     case_id = await submit(rt, callback_url=receiver.url)
     await wait_for(lambda: len(memory.of("post_card")) == 1)
     channel, card = memory.of("post_card")[0]
-    assert channel == "C0REVIEW" and card.case_id == case_id and card.actions
+    assert channel == "C0REVIEW"
+    assert card.case_id == case_id
+    assert card.actions
     await rt.service.decide(case_id, ALICE, "approve", "policy_match")
     await wait_for(lambda: len(receiver.received) == 1 and len(memory.of("notify")) == 1)
     ref, updated = memory.of("update_card")[0]
-    assert ref.channel == "C0REVIEW" and ref.ref == {"message": "1"}
-    assert updated.status == "approved" and updated.actions == []
-    assert updated.outcome is not None and updated.outcome.reviewer == "memory:U0ALICE"
+    assert ref.channel == "C0REVIEW"
+    assert ref.ref == {"message": "1"}
+    assert updated.status == "approved"
+    assert updated.actions == []
+    assert updated.outcome is not None
+    assert updated.outcome.reviewer == "memory:U0ALICE"
     assert "Approved by Alice (policy_match)" in memory.of("notify")[0][1]
     delivery = receiver.received[0]
     assert delivery.signature_ok
@@ -69,10 +74,15 @@ async def test_card_update_and_signed_callback(
     assert delivery.headers["x-signoff-delivery"].isdigit()
     await wait_for(lambda: True)
     states = {d["kind"]: d["status"] for d in await deliveries(rt, case_id)}
-    assert states == {"post_card": "delivered", "update_card": "delivered", "notify": "delivered",
-                      "callback": "delivered"}  # fmt: skip
+    assert states == {
+        "post_card": "delivered",
+        "update_card": "delivered",
+        "notify": "delivered",
+        "callback": "delivered",
+    }
     await asyncio.sleep(0.5)
-    assert len(receiver.received) == 1 and len(memory.of("post_card")) == 1
+    assert len(receiver.received) == 1
+    assert len(memory.of("post_card")) == 1
 
 
 async def test_callback_is_retried_with_backoff(
@@ -84,7 +94,8 @@ async def test_callback_is_retried_with_backoff(
     await wait_for(lambda: len(receiver.received) == 1)
     assert receiver.attempts == 3
     [callback] = [d for d in await deliveries(rt, case_id) if d["kind"] == "callback"]
-    assert callback["status"] == "delivered" and callback["attempts"] == 3
+    assert callback["status"] == "delivered"
+    assert callback["attempts"] == 3
     assert callback["last_error"] is None
 
 
@@ -98,7 +109,8 @@ async def test_adapter_failures_are_retried_and_post_once(
     await asyncio.sleep(0.5)
     assert len(memory.of("post_card")) == 1
     [post] = await deliveries(rt, case_id)
-    assert post["attempts"] == 3 and post["status"] == "delivered"
+    assert post["attempts"] == 3
+    assert post["status"] == "delivered"
 
 
 async def test_old_deliveries_are_dead_lettered(
@@ -116,7 +128,8 @@ async def test_old_deliveries_are_dead_lettered(
             break
         await asyncio.sleep(0.05)
     [callback] = [d for d in await deliveries(rt, case_id) if d["kind"] == "callback"]
-    assert callback["status"] == "dead" and "HTTP 503" in callback["last_error"]
+    assert callback["status"] == "dead"
+    assert "HTTP 503" in callback["last_error"]
     from bot.queries import get_case
 
     events = [e["type"] for e in (await get_case(rt.engine, case_id, "default"))["events"]]
@@ -126,7 +139,9 @@ async def test_old_deliveries_are_dead_lettered(
     assert receiver.attempts == attempts  # a dead row is not tried again
 
 
-async def test_gone_is_dead_at_once(make_runtime: MakeRuntime, sqlite_url: str, receiver: Receiver) -> None:
+async def test_gone_is_dead_at_once(
+    make_runtime: MakeRuntime, sqlite_url: str, receiver: Receiver
+) -> None:
     receiver.always = 410
     rt = await make_runtime(sqlite_url)
     case_id = await submit(rt, callback_url=receiver.url, **{"recommendation.confidence": 0.99})
@@ -135,14 +150,18 @@ async def test_gone_is_dead_at_once(make_runtime: MakeRuntime, sqlite_url: str, 
         if found["status"] == "dead":
             break
         await asyncio.sleep(0.05)
-    assert found["status"] == "dead" and found["attempts"] == 1
+    assert found["status"] == "dead"
+    assert found["attempts"] == 1
 
 
-async def test_backoff_is_exponential_with_jitter(make_runtime: MakeRuntime, sqlite_url: str) -> None:
+async def test_backoff_is_exponential_with_jitter(
+    make_runtime: MakeRuntime, sqlite_url: str
+) -> None:
     rt = await make_runtime(sqlite_url, workers=False, outbox_max_backoff=300)
     for attempts, (low, high) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8)]):
         samples = [rt.outbox.backoff(attempts) for _ in range(200)]
-        assert low <= min(samples) and max(samples) <= high
+        assert low <= min(samples)
+        assert max(samples) <= high
         assert max(samples) - min(samples) > (high - low) / 4  # jittered, not fixed
     assert max(rt.outbox.backoff(40) for _ in range(50)) <= 300
 
@@ -151,11 +170,18 @@ async def test_rows_written_before_a_restart_are_delivered_once(
     make_runtime: MakeRuntime, database_url: str, memory: MemoryAdapter, receiver: Receiver
 ) -> None:
     first = await make_runtime(database_url, workers=False)
-    ids = [await submit(first, title=f"case {i}", callback_url=receiver.url,
-                        **{"recommendation.confidence": 0.99 if i % 2 else 0.8})
-           for i in range(20)]  # fmt: skip
+    ids = [
+        await submit(
+            first,
+            title=f"case {i}",
+            callback_url=receiver.url,
+            **{"recommendation.confidence": 0.99 if i % 2 else 0.8},
+        )
+        for i in range(20)
+    ]
     await first.stop()
-    assert receiver.received == [] and memory.calls == []
+    assert receiver.received == []
+    assert memory.calls == []
     second = await make_runtime(database_url)
 
     def cards() -> list[str]:  # audit-sampled automatic cases get an audit card too
@@ -191,9 +217,15 @@ async def test_a_killed_server_delivers_every_callback_once_after_restart(
 
     async def start() -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from bot.cli import main; main()", "serve", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+            sys.executable,
+            "-c",
+            "from bot.cli import main; main()",
+            "serve",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 try:
@@ -210,8 +242,13 @@ async def test_a_killed_server_delivers_every_callback_once_after_restart(
         ids = []
         async with httpx.AsyncClient(base_url=base) as client:
             for i in range(25):
-                raw = orjson.dumps(case(title=f"auto {i}", callback_url=receiver.url,
-                                        **{"recommendation.confidence": 0.99}))  # fmt: skip
+                raw = orjson.dumps(
+                    case(
+                        title=f"auto {i}",
+                        callback_url=receiver.url,
+                        **{"recommendation.confidence": 0.99},
+                    )
+                )
                 response = await client.post("/v1/escalations", content=raw, headers=signed(raw))
                 assert response.status_code == 201
                 ids.append(response.json()["id"])

@@ -220,7 +220,7 @@ def test_shipped_policy_covers_every_example() -> None:
         ({CONF: 0.85}, "medium confidence", "review"),
         ({"risk.reversible": False, CONF: 0.99}, "irreversible", "review"),
     ],
-)  # fmt: skip
+)
 def test_shipped_policy_rule_names_say_what_they_do(
     shipped: LoadedPolicy, changes: dict[str, Any], label: str, lane: str
 ) -> None:
@@ -252,25 +252,48 @@ CONDITIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("{source: [billing, default]}", {}, {"source": "shop"}),
     ("{confidence_below: 0.8}", {CONF: 0.79}, {CONF: 0.8}),
     ("{confidence_at_least: 0.8}", {CONF: 0.8}, {CONF: 0.79}),
-    ("{margin_below: 0.2}",
-     {"recommendation.confidence": 0.55, "recommendation.alternatives": [
-         {"action": "reject", "confidence": 0.45}]},
-     {"recommendation.confidence": 0.82, "recommendation.alternatives": [
-         {"action": "reject", "confidence": 0.18}]}),
-    ("{margin_below: 0.2}",
-     {"recommendation.confidence": 0.5, "recommendation.alternatives": [
-         {"action": "a", "confidence": 0.1}, {"action": "b", "confidence": 0.4}]},
-     {"recommendation.confidence": 0.5, "recommendation.alternatives": []}),
-    ("{margin_below: 0.2}",
-     {"recommendation.confidence": 0.5, "recommendation.alternatives": [
-         {"action": "reject", "confidence": 0.35}]},
-     {"recommendation.confidence": 0.5, "recommendation.alternatives": [{"action": "reject"}]}),
+    (
+        "{margin_below: 0.2}",
+        {
+            "recommendation.confidence": 0.55,
+            "recommendation.alternatives": [{"action": "reject", "confidence": 0.45}],
+        },
+        {
+            "recommendation.confidence": 0.82,
+            "recommendation.alternatives": [{"action": "reject", "confidence": 0.18}],
+        },
+    ),
+    (
+        "{margin_below: 0.2}",
+        {
+            "recommendation.confidence": 0.5,
+            "recommendation.alternatives": [
+                {"action": "a", "confidence": 0.1},
+                {"action": "b", "confidence": 0.4},
+            ],
+        },
+        {"recommendation.confidence": 0.5, "recommendation.alternatives": []},
+    ),
+    (
+        "{margin_below: 0.2}",
+        {
+            "recommendation.confidence": 0.5,
+            "recommendation.alternatives": [{"action": "reject", "confidence": 0.35}],
+        },
+        {"recommendation.confidence": 0.5, "recommendation.alternatives": [{"action": "reject"}]},
+    ),
     # The boundary: a margin of exactly 0.2 (0.6 - 0.4, in floating point) is not below 0.2.
-    ("{margin_below: 0.2}",
-     {"recommendation.confidence": 0.6, "recommendation.alternatives": [
-         {"action": "reject", "confidence": 0.41}]},
-     {"recommendation.confidence": 0.6, "recommendation.alternatives": [
-         {"action": "reject", "confidence": 0.4}]}),
+    (
+        "{margin_below: 0.2}",
+        {
+            "recommendation.confidence": 0.6,
+            "recommendation.alternatives": [{"action": "reject", "confidence": 0.41}],
+        },
+        {
+            "recommendation.confidence": 0.6,
+            "recommendation.alternatives": [{"action": "reject", "confidence": 0.4}],
+        },
+    ),
     ("{amount_at_least: 1000}", {"risk.amount": 1000.0}, {"risk.amount": 999.99}),
     ("{amount_at_least: 1000}", {"risk.amount": 1e9}, {"risk.amount": ...}),
     ("{amount_at_least: 0}", {"risk.amount": 0.0}, {"risk.amount": ...}),
@@ -284,19 +307,24 @@ CONDITIONS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("{risk_level: [high, critical]}", {"risk.level": "critical"}, {"risk.level": "medium"}),
     ("{risk_level: high}", {"risk.level": "high"}, {"risk.level": ...}),
     ("{customer_tier: gold}", {"risk.customer_tier": "gold"}, {"risk.customer_tier": "silver"}),
-    ("{customer_tier: [gold, platinum]}", {"risk.customer_tier": "platinum"},
-     {"risk.customer_tier": ...}),
-    ("{compliance_any: [gdpr, hipaa]}", {"risk.compliance": ["sox", "hipaa"]},
-     {"risk.compliance": ["sox"]}),
+    (
+        "{customer_tier: [gold, platinum]}",
+        {"risk.customer_tier": "platinum"},
+        {"risk.customer_tier": ...},
+    ),
+    (
+        "{compliance_any: [gdpr, hipaa]}",
+        {"risk.compliance": ["sox", "hipaa"]},
+        {"risk.compliance": ["sox"]},
+    ),
     ("{compliance_any: gdpr}", {"risk.compliance": ["gdpr"]}, {"risk.compliance": []}),
     ("{flags_any: [a, b]}", {"flags": ["c", "b"]}, {"flags": ["c"]}),
     ("{flags_any: a}", {"flags": ["a"]}, {"flags": []}),
     ("{flags_all: [a, b]}", {"flags": ["b", "c", "a"]}, {"flags": ["a", "c"]}),
     ("{flags_all: a}", {"flags": ["a"]}, {}),
     # Every condition of a rule must hold.
-    ("{kind: expense_approval, amount_at_least: 400, currency: EUR}", {},
-     {"risk.currency": "USD"}),
-]  # fmt: skip
+    ("{kind: expense_approval, amount_at_least: 400, currency: EUR}", {}, {"risk.currency": "USD"}),
+]
 
 
 @pytest.mark.parametrize(("condition", "matching", "other"), CONDITIONS)
@@ -316,9 +344,16 @@ def test_every_condition_kind_is_tested() -> None:
 
 @pytest.mark.parametrize(
     "condition",
-    ["{amount_at_least: 0}", "{amount_below: 1e15}", "{currency: EUR}", "{customer_tier: x}",
-     "{risk_level: [low, medium, high, critical]}", "{reversible: true}", "{reversible: false}"],
-)  # fmt: skip
+    [
+        "{amount_at_least: 0}",
+        "{amount_below: 1e15}",
+        "{currency: EUR}",
+        "{customer_tier: x}",
+        "{risk_level: [low, medium, high, critical]}",
+        "{reversible: true}",
+        "{reversible: false}",
+    ],
+)
 def test_missing_risk_values_never_match(condition: str) -> None:
     bare = make_case(risk={})
     assert lane_for(condition, bare) == "auto"
@@ -484,47 +519,122 @@ def test_base_policy_is_valid() -> None:
 
 BROKEN: list[tuple[str, str, int, str, str]] = [
     # (id, file text, line, field, a piece of the message)
-    ("bad duration", with_line(4, "    sla: 4 hours"), 4, "lanes.review.sla",
-     "'4 hours' is not a duration"),
+    (
+        "bad duration",
+        with_line(4, "    sla: 4 hours"),
+        4,
+        "lanes.review.sla",
+        "'4 hours' is not a duration",
+    ),
     ("zero duration", with_line(4, "    sla: 0s"), 4, "lanes.review.sla", "longer than zero"),
-    ("reminder over 100%", with_line(5, "    reminders: [50%, 150%]"), 5,
-     "lanes.review.reminders[1]", "'150%'"),
-    ("block reminders", with_line(5, "    reminders:\n      - 50%\n      - 100%"), 7,
-     "lanes.review.reminders[1]", "'100%'"),
-    ("unknown lane key", with_line(7, "    qourum: 1"), 7, "lanes.review.qourum",
-     "Extra inputs are not permitted"),
+    (
+        "reminder over 100%",
+        with_line(5, "    reminders: [50%, 150%]"),
+        5,
+        "lanes.review.reminders[1]",
+        "'150%'",
+    ),
+    (
+        "block reminders",
+        with_line(5, "    reminders:\n      - 50%\n      - 100%"),
+        7,
+        "lanes.review.reminders[1]",
+        "'100%'",
+    ),
+    (
+        "unknown lane key",
+        with_line(7, "    qourum: 1"),
+        7,
+        "lanes.review.qourum",
+        "Extra inputs are not permitted",
+    ),
     ("unknown top-level key", BASE + "blind_reveiw: 0.1\n", 16, "blind_reveiw", "Extra inputs"),
-    ("rule to an undefined lane", with_line(13, "    lane: reveiw"), 13, "rules[0].lane",
-     "lane 'reveiw', which is not defined"),
-    ("last rule with an if", with_line(15, "    if: {kind: refund}"), 15, "rules[1].if",
-     "the last rule must have no `if`"),
-    ("catch-all before the end", with_line(12, "  - name: everything"), 12, "rules[0]",
-     "rules after it can never match"),
+    (
+        "rule to an undefined lane",
+        with_line(13, "    lane: reveiw"),
+        13,
+        "rules[0].lane",
+        "lane 'reveiw', which is not defined",
+    ),
+    (
+        "last rule with an if",
+        with_line(15, "    if: {kind: refund}"),
+        15,
+        "rules[1].if",
+        "the last rule must have no `if`",
+    ),
+    (
+        "catch-all before the end",
+        with_line(12, "  - name: everything"),
+        12,
+        "rules[0]",
+        "rules after it can never match",
+    ),
     ("empty if", with_line(12, "  - if:"), 12, "rules[0]", "`if` is empty"),
-    ("escalate_to an unknown lane", with_line(7, "    escalate_to: experts"), 7,
-     "lanes.review.escalate_to", "escalates to 'experts', which is not a human lane"),
-    ("escalate_to a built-in lane", with_line(7, "    escalate_to: auto"), 7,
-     "lanes.review.escalate_to", "'auto', which is not a human lane"),
-    ("escalate_to itself", with_line(7, "    escalate_to: review"), 7, "lanes.review.escalate_to",
-     "escalates to itself"),
-    ("quorum 0", with_line(10, "    quorum: 0"), 10, "lanes.oncall.quorum",
-     "greater than or equal to 1"),
+    (
+        "escalate_to an unknown lane",
+        with_line(7, "    escalate_to: experts"),
+        7,
+        "lanes.review.escalate_to",
+        "escalates to 'experts', which is not a human lane",
+    ),
+    (
+        "escalate_to a built-in lane",
+        with_line(7, "    escalate_to: auto"),
+        7,
+        "lanes.review.escalate_to",
+        "'auto', which is not a human lane",
+    ),
+    (
+        "escalate_to itself",
+        with_line(7, "    escalate_to: review"),
+        7,
+        "lanes.review.escalate_to",
+        "escalates to itself",
+    ),
+    (
+        "quorum 0",
+        with_line(10, "    quorum: 0"),
+        10,
+        "lanes.oncall.quorum",
+        "greater than or equal to 1",
+    ),
     ("duplicate key", with_line(7, "    sla: 2h"), 7, "lanes.review.sla", "key appears twice"),
     ("duplicate lane", with_line(8, "  review:"), 8, "lanes.review", "key appears twice"),
     ("lane named auto", with_line(8, "  auto:"), 8, "lanes.auto", "built in"),
     ("lane named block", with_line(8, "  block:"), 8, "lanes.block", "built in"),
-    ("no approvers and no page", with_line(9, "    sla: 30m"), 8, "lanes.oncall",
-     "no approvers and pages nobody"),
-    ("audit_sample 1.5", with_line(15, "    audit_sample: 1.5"), 15, "rules[1].audit_sample",
-     "less than or equal to 1"),
-    ("blind_review -0.1", BASE + "blind_review: -0.1\n", 16, "blind_review",
-     "greater than or equal to 0"),
+    (
+        "no approvers and no page",
+        with_line(9, "    sla: 30m"),
+        8,
+        "lanes.oncall",
+        "no approvers and pages nobody",
+    ),
+    (
+        "audit_sample 1.5",
+        with_line(15, "    audit_sample: 1.5"),
+        15,
+        "rules[1].audit_sample",
+        "less than or equal to 1",
+    ),
+    (
+        "blind_review -0.1",
+        BASE + "blind_review: -0.1\n",
+        16,
+        "blind_review",
+        "greater than or equal to 0",
+    ),
     ("bad lane name", with_line(8, "  On-Call:"), 8, "lanes.On-Call[key]", "should match pattern"),
-    ("on_timeout", with_line(7, "    on_timeout: ignore"), 7, "lanes.review.on_timeout",
-     "'reject' or 'approve'"),
+    (
+        "on_timeout",
+        with_line(7, "    on_timeout: ignore"),
+        7,
+        "lanes.review.on_timeout",
+        "'reject' or 'approve'",
+    ),
     ("audit_lane", BASE + "audit_lane: nowhere\n", 16, "audit_lane", "not a human lane"),
     ("no rules", "\n".join(BASE.splitlines()[:10]) + "\n", 1, "rules", "Field required"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
@@ -554,11 +664,14 @@ def test_errors_name_the_line_and_field(
         ("- lanes\n- rules\n", 1, "must be a mapping"),
         ("# a comment first\n\n- lanes\n", 3, "must be a mapping"),
         ("just words\n", 1, "must be a mapping"),
-        (with_line(4, "    sla: !!python/object/apply:os.system [echo hi]"), 4,
-         "could not determine a constructor"),
+        (
+            with_line(4, "    sla: !!python/object/apply:os.system [echo hi]"),
+            4,
+            "could not determine a constructor",
+        ),
         (with_line(3, "    channels: {[a, b]: C0REVIEW}"), 3, "unhashable key"),
     ],
-)  # fmt: skip
+)
 def test_file_level_errors_name_the_line(
     tmp_path: Path, text: str, line: int, message: str
 ) -> None:

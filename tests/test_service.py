@@ -40,11 +40,35 @@ async def submit(rt: Runtime, **changes: Any) -> str:
 async def state(rt: Runtime, case_id: str) -> dict[str, Any]:
     async with rt.engine.connect() as conn:
         row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().one()
-        made = (await conn.execute(select(decisions).where(decisions.c.case_id == case_id))).mappings().all()
-        logged = (await conn.execute(select(events).where(events.c.case_id == case_id).order_by(events.c.id))).mappings().all()
-        owed = (await conn.execute(select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id))).mappings().all()
-    return {"case": dict(row), "decisions": [dict(d) for d in made],
-            "events": [dict(e) for e in logged], "outbox": [dict(o) for o in owed]}  # fmt: skip
+        made = (
+            (await conn.execute(select(decisions).where(decisions.c.case_id == case_id)))
+            .mappings()
+            .all()
+        )
+        logged = (
+            (
+                await conn.execute(
+                    select(events).where(events.c.case_id == case_id).order_by(events.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        owed = (
+            (
+                await conn.execute(
+                    select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    return {
+        "case": dict(row),
+        "decisions": [dict(d) for d in made],
+        "events": [dict(e) for e in logged],
+        "outbox": [dict(o) for o in owed],
+    }
 
 
 async def refused(rt: Runtime, case_id: str, code: str, call: Any) -> DecisionRefused:
@@ -59,7 +83,8 @@ async def refused(rt: Runtime, case_id: str, code: str, call: Any) -> DecisionRe
     assert after["outbox"] == before["outbox"]
     assert len(after["events"]) == len(before["events"]) + 1
     last = after["events"][-1]
-    assert last["type"] == "refused" and orjson.loads(last["detail"])["code"] == code
+    assert last["type"] == "refused"
+    assert orjson.loads(last["detail"])["code"] == code
     return info.value
 
 
@@ -68,9 +93,12 @@ async def test_approve_with_a_reason(rt: Runtime) -> None:
     result = await rt.service.decide(case_id, ALICE, "approve", "policy_match")
     assert (result.outcome, result.status) == ("decided", "approved")
     now = await state(rt, case_id)
-    assert now["case"]["status"] == "approved" and now["case"]["decided_at"] is not None
+    assert now["case"]["status"] == "approved"
+    assert now["case"]["decided_at"] is not None
     [made] = now["decisions"]
-    assert made["reviewer"] == "memory:U0ALICE" and made["final"] and not made["overrode_ai"]
+    assert made["reviewer"] == "memory:U0ALICE"
+    assert made["final"]
+    assert not made["overrode_ai"]
     assert made["policy_version"] == rt.policy.version
     assert now["events"][-1]["type"] == "decided"
     kinds = [o["kind"] for o in now["outbox"]]
@@ -90,57 +118,83 @@ async def test_group_member_may_decide(rt: Runtime) -> None:
 
 async def test_stranger_is_refused(rt: Runtime) -> None:
     case_id = await submit(rt)
-    error = await refused(rt, case_id, "not_an_approver",
-                          rt.service.decide(case_id, MALLORY, "approve", "policy_match"))  # fmt: skip
+    error = await refused(
+        rt,
+        case_id,
+        "not_an_approver",
+        rt.service.decide(case_id, MALLORY, "approve", "policy_match"),
+    )
     assert "not an approver for the review lane" in error.message
 
 
 async def test_a_platform_without_approvers_is_refused(rt: Runtime) -> None:
     case_id = await submit(rt)
-    await refused(rt, case_id, "not_an_approver",
-                  rt.service.decide(case_id, Reviewer("slack", "U0ALICE"), "approve", "policy_match"))  # fmt: skip
+    await refused(
+        rt,
+        case_id,
+        "not_an_approver",
+        rt.service.decide(case_id, Reviewer("slack", "U0ALICE"), "approve", "policy_match"),
+    )
 
 
 async def test_self_approval_is_refused_by_email(rt: Runtime) -> None:
     case_id = await submit(rt, requested_by="CAROL@example.com")
-    error = await refused(rt, case_id, "self_approval",
-                          rt.service.decide(case_id, CAROL, "approve", "policy_match"))  # fmt: skip
+    error = await refused(
+        rt, case_id, "self_approval", rt.service.decide(case_id, CAROL, "approve", "policy_match")
+    )
     assert "cannot approve it yourself" in error.message
     # rejecting one's own request is allowed (it withdraws it)
-    result = await rt.service.decide(case_id, CAROL, "reject", "policy_violation", "I filed it wrong")
+    result = await rt.service.decide(
+        case_id, CAROL, "reject", "policy_violation", "I filed it wrong"
+    )
     assert result.status == "rejected"
 
 
 async def test_self_approval_is_refused_by_user_id(rt: Runtime) -> None:
     case_id = await submit(rt, requested_by="U0ALICE")
-    await refused(rt, case_id, "self_approval", rt.service.decide(case_id, ALICE, "approve", "policy_match"))
+    await refused(
+        rt, case_id, "self_approval", rt.service.decide(case_id, ALICE, "approve", "policy_match")
+    )
 
 
 async def test_reason_code_is_required(rt: Runtime) -> None:
     case_id = await submit(rt)
-    error = await refused(rt, case_id, "reason_code_required",
-                          rt.service.decide(case_id, ALICE, "approve", None))  # fmt: skip
+    error = await refused(
+        rt, case_id, "reason_code_required", rt.service.decide(case_id, ALICE, "approve", None)
+    )
     assert "policy_match" in error.message
 
 
 async def test_reason_code_must_be_the_kinds(rt: Runtime) -> None:
     case_id = await submit(rt)
-    await refused(rt, case_id, "unknown_reason_code",
-                  rt.service.decide(case_id, ALICE, "approve", "looks_fine"))  # fmt: skip
+    await refused(
+        rt,
+        case_id,
+        "unknown_reason_code",
+        rt.service.decide(case_id, ALICE, "approve", "looks_fine"),
+    )
 
 
 async def test_other_kinds_use_the_default_codes(rt: Runtime) -> None:
     case_id = await submit(rt, kind="refund")
-    await refused(rt, case_id, "unknown_reason_code",
-                  rt.service.decide(case_id, ALICE, "approve", "policy_match_x"))  # fmt: skip
+    await refused(
+        rt,
+        case_id,
+        "unknown_reason_code",
+        rt.service.decide(case_id, ALICE, "approve", "policy_match_x"),
+    )
     assert (await rt.service.decide(case_id, ALICE, "approve", "policy_match")).status == "approved"
 
 
 @pytest.mark.parametrize("words", [None, "", "   "])
 async def test_override_needs_words(rt: Runtime, words: str | None) -> None:
     case_id = await submit(rt)
-    error = await refused(rt, case_id, "reason_required",
-                          rt.service.decide(case_id, ALICE, "reject", "policy_violation", words))  # fmt: skip
+    error = await refused(
+        rt,
+        case_id,
+        "reason_required",
+        rt.service.decide(case_id, ALICE, "reject", "policy_violation", words),
+    )
     assert "overriding the AI" in error.message
 
 
@@ -148,33 +202,44 @@ async def test_override_with_words_counts_as_override(rt: Runtime) -> None:
     case_id = await submit(rt)
     await rt.service.decide(case_id, ALICE, "reject", "suspected_fraud", "Receipt is from 2019")
     [made] = (await state(rt, case_id))["decisions"]
-    assert made["overrode_ai"] and made["reason"] == "Receipt is from 2019"
+    assert made["overrode_ai"]
+    assert made["reason"] == "Receipt is from 2019"
 
 
 async def test_other_needs_words(rt: Runtime) -> None:
     case_id = await submit(rt)
-    error = await refused(rt, case_id, "reason_required",
-                          rt.service.decide(case_id, ALICE, "approve", "other"))  # fmt: skip
+    error = await refused(
+        rt, case_id, "reason_required", rt.service.decide(case_id, ALICE, "approve", "other")
+    )
     assert "other" in error.message
-    assert (await rt.service.decide(case_id, ALICE, "approve", "other", "CFO said yes")).status == "approved"
+    assert (
+        await rt.service.decide(case_id, ALICE, "approve", "other", "CFO said yes")
+    ).status == "approved"
 
 
 async def test_overlong_reason_is_refused(rt: Runtime) -> None:
     case_id = await submit(rt)
-    await refused(rt, case_id, "reason_too_long",
-                  rt.service.decide(case_id, ALICE, "approve", "other", "x" * 4001))  # fmt: skip
+    await refused(
+        rt,
+        case_id,
+        "reason_too_long",
+        rt.service.decide(case_id, ALICE, "approve", "other", "x" * 4001),
+    )
 
 
 @pytest.mark.parametrize("action", ["escalate", "request_info", ""])
 async def test_action_must_be_allowed(rt: Runtime, action: str) -> None:
     case_id = await submit(rt)
-    await refused(rt, case_id, "action_not_allowed",
-                  rt.service.decide(case_id, ALICE, action, "policy_match"))  # fmt: skip
+    await refused(
+        rt, case_id, "action_not_allowed", rt.service.decide(case_id, ALICE, action, "policy_match")
+    )
 
 
 async def test_request_info_only_when_the_case_allows_it(rt: Runtime) -> None:
     case_id = await submit(rt, actions=["approve", "reject"])
-    await refused(rt, case_id, "action_not_allowed", rt.service.request_info(case_id, ALICE, "Which hotel?"))
+    await refused(
+        rt, case_id, "action_not_allowed", rt.service.request_info(case_id, ALICE, "Which hotel?")
+    )
 
 
 async def test_unknown_case(rt: Runtime) -> None:
@@ -205,7 +270,9 @@ async def test_quorum_of_two_distinct_people(rt: Runtime) -> None:
     case_id = await submit(rt, flags=["data_leakage"])
     first = await rt.service.decide(case_id, OPS[0], "approve", "policy_match")
     assert (first.outcome, first.status, first.votes, first.quorum) == ("vote", "pending", 1, 2)
-    await refused(rt, case_id, "already_voted", rt.service.decide(case_id, OPS[0], "approve", "policy_match"))
+    await refused(
+        rt, case_id, "already_voted", rt.service.decide(case_id, OPS[0], "approve", "policy_match")
+    )
     second = await rt.service.decide(case_id, OPS[1], "approve", "policy_match")
     assert (second.outcome, second.status) == ("decided", "approved")
     made = (await state(rt, case_id))["decisions"]
@@ -221,7 +288,9 @@ async def test_any_reject_vetoes(rt: Runtime) -> None:
 
 async def test_paged_group_decides_stop_the_line(rt: Runtime) -> None:
     case_id = await submit(rt, flags=["data_leakage"])
-    await refused(rt, case_id, "not_an_approver", rt.service.decide(case_id, ALICE, "approve", "policy_match"))
+    await refused(
+        rt, case_id, "not_an_approver", rt.service.decide(case_id, ALICE, "approve", "policy_match")
+    )
 
 
 async def test_acknowledge(rt: Runtime) -> None:
@@ -244,8 +313,11 @@ async def test_request_info_round_trip(rt: Runtime) -> None:
     assert asked.status == "info_requested"
     now = await state(rt, case_id)
     callback = orjson.loads(now["outbox"][-1]["payload"])
-    assert callback["type"] == "info_requested" and callback["question"] == "Was the client present?"
-    await refused(rt, case_id, "info_already_requested", rt.service.request_info(case_id, BOB, "And?"))
+    assert callback["type"] == "info_requested"
+    assert callback["question"] == "Was the client present?"
+    await refused(
+        rt, case_id, "info_already_requested", rt.service.request_info(case_id, BOB, "And?")
+    )
     with pytest.raises(ForbiddenError):
         await rt.service.answer_info(case_id, "billing", "yes", None)
     answered = await rt.service.answer_info(case_id, "default", "Yes, two of them", {"guests": 2})
@@ -290,8 +362,13 @@ async def test_many_concurrent_decisions_give_one_outcome(
     rt = await make_runtime(database_url, workers=False)
     case_id = await submit(rt)
     calls = [
-        rt.service.decide(case_id, r, "approve" if i % 2 else "reject", "policy_match" if i % 2 else "policy_violation",
-                          "disagree" if not i % 2 else None)  # fmt: skip
+        rt.service.decide(
+            case_id,
+            r,
+            "approve" if i % 2 else "reject",
+            "policy_match" if i % 2 else "policy_violation",
+            "disagree" if not i % 2 else None,
+        )
         for i, r in enumerate(reviewers)
     ]
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -300,7 +377,8 @@ async def test_many_concurrent_decisions_give_one_outcome(
     assert len(winners) == 1, results
     assert all(isinstance(e, AlreadyDecided) for e in losers), losers
     now = await state(rt, case_id)
-    assert len(now["decisions"]) == 1 and now["decisions"][0]["final"]
+    assert len(now["decisions"]) == 1
+    assert now["decisions"][0]["final"]
     winner = now["decisions"][0]["reviewer"]
     assert all(e.winner == winner for e in losers if isinstance(e, AlreadyDecided))
     assert now["case"]["status"] == winners[0].status
@@ -316,11 +394,13 @@ async def test_concurrent_quorum_votes_are_all_counted(
     rt = await make_runtime(database_url, workers=False)
     case_id = await submit(rt, flags=["data_leakage"])
     results = await asyncio.gather(
-        *(rt.service.decide(case_id, r, "approve", "policy_match") for r in many), return_exceptions=True
+        *(rt.service.decide(case_id, r, "approve", "policy_match") for r in many),
+        return_exceptions=True,
     )
     decided = [r for r in results if not isinstance(r, BaseException) and r.outcome == "decided"]
     votes = [r for r in results if not isinstance(r, BaseException) and r.outcome == "vote"]
-    assert len(decided) == 1 and len(votes) == 1
+    assert len(decided) == 1
+    assert len(votes) == 1
     assert all(isinstance(r, AlreadyDecided) for r in results if isinstance(r, BaseException))
     now = await state(rt, case_id)
     assert now["case"]["status"] == "approved"

@@ -23,12 +23,16 @@ def render(card: CardView) -> str:
         f"[{card.lane}] {card.title!r} ({card.kind}, {card.status})",
         f"  question: {card.question!r}",
         f"  AI recommends: {rec}",
-        f"  escalated by: {card.rule}" + (f"; flags: {', '.join(card.flags)}" if card.flags else ""),
+        f"  escalated by: {card.rule}"
+        + (f"; flags: {', '.join(card.flags)}" if card.flags else ""),
     ]
     if card.due_at:
         lines.append(f"  due: {card.due_at.isoformat()}")
     if card.outcome:
-        lines.append(f"  outcome: {card.outcome.action} by {card.outcome.reviewer} ({card.outcome.reason_code})")
+        lines.append(
+            f"  outcome: {card.outcome.action} by {card.outcome.reviewer} "
+            f"({card.outcome.reason_code})"
+        )
     elif card.actions:
         lines.append(f"  buttons: {', '.join(card.actions)}")
     return "\n".join(lines)
@@ -42,11 +46,24 @@ class LogAdapter:
 
     async def post_card(self, channel: str, card: CardView) -> MessageRef:
         ref = MessageRef(self.platform, channel, {"message": str(next(self._ids))})
-        log.info("card %s for case %s in %s\n%s", ref.ref["message"], card.case_id, channel, render(card))
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "card %s for case %s in %s\n%s",
+                ref.ref["message"],
+                card.case_id,
+                channel,
+                render(card),
+            )
         return ref
 
     async def update_card(self, ref: MessageRef, card: CardView) -> None:
-        log.info("card %s for case %s updated\n%s", ref.ref.get("message"), card.case_id, render(card))
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "card %s for case %s updated\n%s",
+                ref.ref.get("message"),
+                card.case_id,
+                render(card),
+            )
 
     async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
         log.info("thread of card %s in %s: %r", ref.ref.get("message"), ref.channel, text)

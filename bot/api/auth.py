@@ -28,7 +28,7 @@ class Authenticator:
                 if signing.matches(self._secrets[name], body, timestamp, macs):
                     return name
             raise AuthError(
-                f"{signing.HEADER} does not match: sign \"<t>.\" + the exact body bytes "
+                f'{signing.HEADER} does not match: sign "<t>." + the exact body bytes '
                 "with HMAC-SHA256 and the source's secret"
             )
         auth = headers.get("authorization")
@@ -40,4 +40,6 @@ class Authenticator:
                 if hmac.compare_digest(expected.encode(), token.strip().encode()):
                     return name
             raise AuthError("the bearer token is not one of a configured source")
-        raise AuthError(f"sign the request with {signing.HEADER} or send Authorization: Bearer <token>")
+        raise AuthError(
+            f"sign the request with {signing.HEADER} or send Authorization: Bearer <token>"
+        )

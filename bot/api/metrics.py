@@ -5,8 +5,8 @@ it at scrape time, so every replica reports the same truth."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -26,49 +26,70 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
-            "signoff_http_request_duration_seconds", "HTTP request latency",
-            ["method", "route", "status"], registry=self.registry,
+            "signoff_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-        )  # fmt: skip
+        )
         self.intake = Counter(
-            "signoff_cases_submitted_total", "Cases accepted by this process, by lane",
-            ["lane"], registry=self.registry,
-        )  # fmt: skip
+            "signoff_cases_submitted_total",
+            "Cases accepted by this process, by lane",
+            ["lane"],
+            registry=self.registry,
+        )
         self.cases = Gauge(
-            "signoff_cases", "Cases in the store by lane and status", ["lane", "status"],
+            "signoff_cases",
+            "Cases in the store by lane and status",
+            ["lane", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.decisions = Gauge(
-            "signoff_decisions", "Decisions in the store by action and who made them",
-            ["action", "decided_by"], registry=self.registry,
-        )  # fmt: skip
-        self.outbox = Gauge(
-            "signoff_outbox", "Outbox rows by kind and status (pending is the backlog; dead was given up)",
-            ["kind", "status"], registry=self.registry,
-        )  # fmt: skip
-        self.outbox_oldest = Gauge(
-            "signoff_outbox_oldest_pending_seconds", "Age of the oldest undelivered outbox row",
+            "signoff_decisions",
+            "Decisions in the store by action and who made them",
+            ["action", "decided_by"],
             registry=self.registry,
-        )  # fmt: skip
+        )
+        self.outbox = Gauge(
+            "signoff_outbox",
+            "Outbox rows by kind and status (pending is the backlog; dead was given up)",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self.outbox_oldest = Gauge(
+            "signoff_outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered outbox row",
+            registry=self.registry,
+        )
 
     async def render(self, engine: AsyncEngine, now: float) -> bytes:
         async with engine.connect() as conn:
-            by_lane = (await conn.execute(
-                select(cases.c.lane, cases.c.status, func.count()).group_by(cases.c.lane, cases.c.status)
-            )).all()  # fmt: skip
-            made = (await conn.execute(
-                select(decisions.c.action, decisions.c.decided_by, func.count())
-                .where(decisions.c.final.is_(True))
-                .group_by(decisions.c.action, decisions.c.decided_by)
-            )).all()  # fmt: skip
-            owed = (await conn.execute(
-                select(outbox.c.kind, outbox.c.status, func.count())
-                .where(outbox.c.status != "delivered")
-                .group_by(outbox.c.kind, outbox.c.status)
-            )).all()  # fmt: skip
-            oldest = (await conn.execute(
-                select(func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
-            )).scalar()  # fmt: skip
+            by_lane = (
+                await conn.execute(
+                    select(cases.c.lane, cases.c.status, func.count()).group_by(
+                        cases.c.lane, cases.c.status
+                    )
+                )
+            ).all()
+            made = (
+                await conn.execute(
+                    select(decisions.c.action, decisions.c.decided_by, func.count())
+                    .where(decisions.c.final.is_(True))
+                    .group_by(decisions.c.action, decisions.c.decided_by)
+                )
+            ).all()
+            owed = (
+                await conn.execute(
+                    select(outbox.c.kind, outbox.c.status, func.count())
+                    .where(outbox.c.status != "delivered")
+                    .group_by(outbox.c.kind, outbox.c.status)
+                )
+            ).all()
+            oldest = (
+                await conn.execute(
+                    select(func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
+                )
+            ).scalar()
         for gauge, rows in ((self.cases, by_lane), (self.decisions, made), (self.outbox, owed)):
             gauge.clear()
             for a, b, count in rows:

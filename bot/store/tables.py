@@ -9,7 +9,7 @@ intake path free of per-row type conversions.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -191,9 +192,9 @@ class Timer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-cases = Case.__table__
-decisions = Decision.__table__
-events = Event.__table__
-outbox = Outbox.__table__
-cards = Card.__table__
-timers = Timer.__table__
+cases = cast(Table, Case.__table__)
+decisions = cast(Table, Decision.__table__)
+events = cast(Table, Event.__table__)
+outbox = cast(Table, Outbox.__table__)
+cards = cast(Table, Card.__table__)
+timers = cast(Table, Timer.__table__)
