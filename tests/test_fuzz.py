@@ -34,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "SIGNOFF_PORT": str(port),
         "SIGNOFF_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(  # noqa: S603 - our own server
+    proc = subprocess.Popen(
         [sys.executable, "-c", "from bot.cli import main; main()", "serve"],
         cwd=workdir,
         env=env,
