@@ -83,6 +83,13 @@ class Service:
             raise NotFound(f"no case with id {case_id!r}", case_id=case_id)
         return _Case(row, orjson.loads(row["body"]))
 
+    async def _read(self, case_id: str) -> tuple[_Case, AlreadyDecided | None]:
+        """The case, and the refusal to give if it is no longer open."""
+        async with self.engine.connect() as conn:
+            case = await self._load(conn, case_id)
+            closed = None if case.row["status"] in OPEN else await self._winner(conn, case)
+        return case, closed
+
     async def _winner(self, conn: AsyncConnection, case: _Case) -> AlreadyDecided:
         final = (
             await conn.execute(
@@ -247,9 +254,7 @@ class Service:
     ) -> Result:
         """Approve or reject on behalf of `reviewer`, with a reason."""
         for _ in range(CAS_TRIES):
-            async with self.engine.connect() as conn:
-                case = await self._load(conn, case_id)
-                closed = None if case.row["status"] in OPEN else await self._winner(conn, case)
+            case, closed = await self._read(case_id)
             try:
                 if closed is not None:
                     raise closed
@@ -387,9 +392,7 @@ class Service:
         """Ask the workflow a question; the case waits in `info_requested` until it answers."""
         question = (question or "").strip()
         for _ in range(CAS_TRIES):
-            async with self.engine.connect() as conn:
-                case = await self._load(conn, case_id)
-                closed = None if case.row["status"] in OPEN else await self._winner(conn, case)
+            case, closed = await self._read(case_id)
             try:
                 if closed is not None:
                     raise closed
@@ -457,11 +460,13 @@ class Service:
                 case = await self._load(conn, case_id)
             self._own(case, source)
             if case.row["status"] != "info_requested":
-                raise DecisionRefused(
+                refusal = DecisionRefused(
                     "no_info_requested",
                     f"Nobody asked for information on this case (it is {case.row['status']}).",
                     case_status=str(case.row["status"]),
                 )
+                await self._refuse(case_id, f"source:{source}", refusal, "info")
+                raise refusal
             body = dict(case.body)
             if facts:
                 merged = {**body.get("facts", {}), **facts}
@@ -504,11 +509,11 @@ class Service:
     async def cancel(self, case_id: str, source: str, reason: str | None) -> Result:
         """The workflow withdraws its case; the card says so and loses its buttons."""
         for _ in range(CAS_TRIES):
-            async with self.engine.connect() as conn:
-                case = await self._load(conn, case_id)
-                self._own(case, source)
-                if case.row["status"] not in OPEN:
-                    raise await self._winner(conn, case)
+            case, closed = await self._read(case_id)
+            self._own(case, source)
+            if closed is not None:
+                await self._refuse(case_id, f"source:{source}", closed, "cancel")
+                raise closed
             async with self.store.write() as conn:
                 if not await self._bump(
                     conn, case, status="cancelled", decided_at=self.clock.now()

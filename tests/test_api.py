@@ -437,7 +437,8 @@ async def test_cancel_then_cancel_again(api: Api) -> None:
     assert again.json()["error"] == "already_decided"
     got = (await api.get(f"/v1/escalations/{created['id']}")).json()
     assert got["status"] == "cancelled"
-    assert got["events"][-1]["type"] == "cancelled"
+    assert [e["type"] for e in got["events"]][-2:] == ["cancelled", "refused"]
+    assert got["events"][-1]["detail"]["code"] == "already_decided"
 
 
 async def test_cancel_with_an_empty_body(api: Api) -> None:
@@ -458,6 +459,10 @@ async def test_info_when_nobody_asked_is_409(api: Api) -> None:
     response = await api.post(f"/v1/escalations/{created['id']}/info", {"text": "here"})
     assert response.status_code == 409
     assert response.json()["error"] == "no_info_requested"
+    got = (await api.get(f"/v1/escalations/{created['id']}")).json()
+    assert got["status"] == "pending"
+    assert got["events"][-1]["type"] == "refused"
+    assert got["events"][-1]["actor"] == "source:default"
 
 
 @pytest.mark.parametrize("body", [{}, {"text": ""}, {"text": "  "}, {"text": "ok", "extra": 1}])

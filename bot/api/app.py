@@ -349,14 +349,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         summary="Answer a reviewer's request for information",
     )
     async def info(request: Request, case_id: str) -> Response:
-        body = await request.body()
-        source = await caller(request, body)
-        answer = parse(InfoIn, body, "invalid answer")
-        if isinstance(answer, Response):
-            return answer
-        assert isinstance(answer, InfoIn)
-        result = await runtime.service.answer_info(case_id, source, answer.text, answer.facts)
-        return json_response(200, {"id": result.case_id, "status": result.status})
+        async def answer(source: str, body: BaseModel) -> Any:
+            assert isinstance(body, InfoIn)
+            return await runtime.service.answer_info(case_id, source, body.text, body.facts)
+
+        return await workflow_change(request, InfoIn, "invalid answer", answer)
 
     @app.post(
         "/v1/escalations/{case_id}/cancel",
@@ -366,13 +363,25 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         summary="Withdraw a case",
     )
     async def cancel(request: Request, case_id: str) -> Response:
+        async def withdraw(source: str, body: BaseModel) -> Any:
+            assert isinstance(body, CancelIn)
+            return await runtime.service.cancel(case_id, source, body.reason)
+
+        return await workflow_change(request, CancelIn, "invalid cancel", withdraw)
+
+    async def workflow_change(
+        request: Request,
+        model: type[BaseModel],
+        what: str,
+        change: Callable[[str, BaseModel], Awaitable[Any]],
+    ) -> Response:
+        """Authenticate, validate the body against `model`, make the change, answer."""
         body = await request.body()
         source = await caller(request, body)
-        reason = parse(CancelIn, body, "invalid cancel")
-        if isinstance(reason, Response):
-            return reason
-        assert isinstance(reason, CancelIn)
-        result = await runtime.service.cancel(case_id, source, reason.reason)
+        parsed = parse(model, body, what)
+        if isinstance(parsed, Response):
+            return parsed
+        result = await change(source, parsed)
         return json_response(200, {"id": result.case_id, "status": result.status})
 
     @app.get("/healthz", summary="Liveness, and whether the database answers")
