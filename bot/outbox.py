@@ -28,18 +28,42 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from bot import signing
 from bot.cards import build_card
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef
+from bot.store.bulk import BulkInsert, Sql
 from bot.store.db import Store
 from bot.store.tables import cards, cases, decisions, events, outbox
 
 log = logging.getLogger(__name__)
 Row = Mapping[Any, Any]
+
+_CLAIM = (
+    "UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox"
+    " WHERE status = 'pending' AND next_attempt_at <= ?"
+    " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?{lock}) RETURNING *"
+)
+CLAIM = Sql(_CLAIM.format(lock=""), outbox)
+CLAIM_SKIP_LOCKED = Sql(_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED"), outbox)
+SOONEST = Sql(
+    "SELECT min(next_attempt_at) AS next_attempt_at FROM outbox WHERE status = 'pending'", outbox
+)
+CASES_IN = Sql("SELECT * FROM cases WHERE id IN (?*)", cases)
+DECISIONS_IN = Sql("SELECT * FROM decisions WHERE case_id IN (?*) ORDER BY id", decisions)
+CARDS_IN = Sql("SELECT * FROM cards WHERE case_id IN (?*)", cards)
+QUESTIONS_IN = Sql(
+    "SELECT case_id, detail FROM events WHERE case_id IN (?*) AND type = 'info_requested'"
+    " ORDER BY id"
+)
+DELIVERED = Sql(
+    "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
+    " claimed_until = NULL, last_error = NULL WHERE id = ?"
+)
+INSERT_CARDS = BulkInsert(cards)
 
 
 class Deferred(Exception):
@@ -147,16 +171,11 @@ class OutboxWorker:
         """Seconds until the next retry comes due, at most the poll interval."""
 
         def soonest_due(conn: Connection) -> Any:
-            query = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
-            return conn.execute(query).scalar()
+            return SOONEST.rows(conn)[0]["next_attempt_at"]
 
         soonest = await self.store.run_read(soonest_due)
         if soonest is None:
             return self.poll_interval
-        if isinstance(soonest, str):  # SQLite hands back an aggregate as text
-            soonest = datetime.fromisoformat(soonest)
-        if soonest.tzinfo is None:
-            soonest = soonest.replace(tzinfo=self.clock.now().tzinfo)
         wait = float((soonest - self.clock.now()).total_seconds())
         return min(self.poll_interval, max(0.01, wait))
 
@@ -195,20 +214,8 @@ class OutboxWorker:
             await self._settle(batch)
 
     def _claim_statement(self, now: datetime) -> Any:
-        due = and_(
-            outbox.c.status == "pending",
-            outbox.c.next_attempt_at <= now,
-            or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
-        )
-        pick = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(self.batch)
-        if not self.store.is_sqlite:
-            pick = pick.with_for_update(skip_locked=True)
-        return (
-            update(outbox)
-            .where(outbox.c.id.in_(pick.scalar_subquery()))
-            .values(claimed_until=now + self.lease)
-            .returning(*outbox.c)
-        )
+        claim = CLAIM if self.store.is_sqlite else CLAIM_SKIP_LOCKED
+        return lambda conn: claim.rows(conn, now + self.lease, now, now, self.batch)
 
     async def _deliver_in_order(self, rows: list[Row], batch: _Batch) -> None:
         for index, row in enumerate(rows):
@@ -341,53 +348,36 @@ def _claim_batch(
 ) -> tuple[list[Row], _Batch | None]:
     if previous is not None:
         _settle_batch(conn, previous, now)
-    rows: list[Row] = sorted(conn.execute(claim).mappings().all(), key=lambda r: r["id"])
+    rows: list[Row] = sorted(claim(conn), key=lambda r: r["id"])
     if not rows:
         return rows, None
     return rows, _load_batch(conn, sorted({str(r["case_id"]) for r in rows if r["case_id"]}))
 
 
 def _load_batch(conn: Connection, ids: list[str]) -> _Batch:
-    found: dict[str, Row] = {
-        str(r["id"]): r for r in conn.execute(select(cases).where(cases.c.id.in_(ids))).mappings()
-    }
+    found: dict[str, Row] = {str(r["id"]): r for r in CASES_IN.rows(conn, ids)}
     made: dict[str, list[Row]] = defaultdict(list)
-    query = select(decisions).where(decisions.c.case_id.in_(ids)).order_by(decisions.c.id)
-    for d in conn.execute(query).mappings():
+    for d in DECISIONS_IN.rows(conn, ids):
         made[str(d["case_id"])].append(d)
     refs = {
         (str(c["case_id"]), str(c["platform"]), str(c["channel"])): MessageRef(
             str(c["platform"]), str(c["channel"]), orjson.loads(c["message_ref"])
         )
-        for c in conn.execute(select(cards).where(cards.c.case_id.in_(ids))).mappings()
+        for c in CARDS_IN.rows(conn, ids)
     }
     waiting = [i for i, c in found.items() if c["status"] == "info_requested"]
     questions: dict[str, str] = {}
     if waiting:
-        asked = conn.execute(
-            select(events.c.case_id, events.c.detail)
-            .where(events.c.case_id.in_(waiting), events.c.type == "info_requested")
-            .order_by(events.c.id)
-        )
-        for case_id, detail in asked:
-            questions[str(case_id)] = str(orjson.loads(detail).get("question", ""))
+        for asked in QUESTIONS_IN.rows(conn, waiting):
+            questions[str(asked["case_id"])] = str(
+                orjson.loads(asked["detail"]).get("question", "")
+            )
     return _Batch(found, made, refs, questions)
 
 
 def _settle_batch(conn: Connection, batch: _Batch, now: datetime) -> None:
     if batch.delivered:
-        conn.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
-            .values(
-                status="delivered",
-                delivered_at=now,
-                attempts=outbox.c.attempts + 1,
-                claimed_until=None,
-                last_error=None,
-            ),
-            [{"row_id": row["id"]} for row, _ in batch.delivered],
-        )
+        DELIVERED.many(conn, [(now, row["id"]) for row, _ in batch.delivered])
         posted = [
             {
                 "case_id": row["case_id"],
@@ -399,8 +389,7 @@ def _settle_batch(conn: Connection, batch: _Batch, now: datetime) -> None:
             for row, ref in batch.delivered
             if ref is not None
         ]
-        if posted:
-            conn.execute(cards.insert(), posted)
+        INSERT_CARDS(conn, posted)
     for row, error, delay, counted in batch.retry:
         values: dict[str, Any] = {
             "next_attempt_at": now + timedelta(seconds=delay),

@@ -74,3 +74,81 @@ class BulkInsert:
             cursor.executemany(sql, params)
         finally:
             cursor.close()
+
+
+class Sql:
+    """A statement written once with `?` placeholders, run straight on the driver's
+    cursor (no compilation or cache-key work per call). `?*` stands for a list of
+    values (`IN (?*)`) and expands to as many placeholders as the list has items.
+    Times go in and come out as aware UTC datetimes, whatever the database."""
+
+    def __init__(self, text: str, table: Table | None = None) -> None:
+        self.text = text
+        columns: list[Any] = list(table.columns) if table is not None else []
+        self._times = {c.name for c in columns if isinstance(c.type, UTCDateTime)}
+
+    def _render(self, dialect: Dialect, params: Sequence[Any]) -> tuple[str, list[Any]]:
+        sql, flat = self.text, list[Any]()
+        for value in params:
+            if isinstance(value, list | tuple):
+                sql = sql.replace("?*", ", ".join("?" * len(value)) or "NULL", 1)
+                flat.extend(value)
+            else:
+                flat.append(value)
+        sqlite = dialect.name == "sqlite"
+        flat = [
+            (_sqlite_time(v) if sqlite else _naive_utc(v)) if isinstance(v, datetime) else v
+            for v in flat
+        ]
+        if not sqlite:
+            parts = sql.split("?")
+            sql = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+        return sql, flat
+
+    def rows(self, conn: Connection, *params: Any) -> list[dict[str, Any]]:
+        sql, flat = self._render(conn.dialect, params)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, flat)
+            names = [d[0] for d in cursor.description]
+            found = cursor.fetchall()
+        finally:
+            cursor.close()
+        times = [i for i, n in enumerate(names) if n in self._times]
+        out = []
+        for row in found:
+            values = list(row)
+            for i in times:
+                values[i] = _read_time(values[i])
+            out.append(dict(zip(names, values, strict=True)))
+        return out
+
+    def run(self, conn: Connection, *params: Any) -> None:
+        sql, flat = self._render(conn.dialect, params)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, flat)
+        finally:
+            cursor.close()
+
+    def many(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        sql, _ = self._render(conn.dialect, rows[0])
+        sqlite = conn.dialect.name == "sqlite"
+        convert: Callable[[datetime], Any] = _sqlite_time if sqlite else _naive_utc
+        params = [tuple(convert(v) if isinstance(v, datetime) else v for v in row) for row in rows]
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(sql, params)
+        finally:
+            cursor.close()
+
+
+def _read_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
