@@ -104,6 +104,19 @@ def prepare(
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
+            "claimed_until": None,
+            "last_error": None,
+            "delivered_at": None,
+        }
+
+    def timer(what: str, after: float) -> dict[str, Any]:
+        return {
+            "case_id": case_id,
+            "what": what,
+            "due_at": now + timedelta(seconds=after),
+            "created_at": now,
+            "fired_at": None,
+            "claimed_until": None,
         }
 
     event_rows = [
@@ -166,27 +179,10 @@ def prepare(
         sla = case.sla_seconds() or lane.sla
         if sla:
             due_at = now + timedelta(seconds=sla)
-            timer_rows += [
-                {
-                    "case_id": case_id,
-                    "what": f"remind:{int(point * 100)}",
-                    "due_at": now + timedelta(seconds=sla * point),
-                    "created_at": now,
-                }
-                for point in lane.reminders
-            ]
-            timer_rows.append(
-                {"case_id": case_id, "what": "breach", "due_at": due_at, "created_at": now}
-            )
+            timer_rows += [timer(f"remind:{int(p * 100)}", sla * p) for p in lane.reminders]
+            timer_rows.append(timer("breach", sla))
         if lane.ack_within:
-            timer_rows.append(
-                {
-                    "case_id": case_id,
-                    "what": "ack",
-                    "due_at": now + timedelta(seconds=lane.ack_within),
-                    "created_at": now,
-                }
-            )
+            timer_rows.append(timer("ack", lane.ack_within))
         outbox_rows += [
             deliver("post_card", t) for t in _targets(lane.channels, platforms, lane_name)
         ]

@@ -189,7 +189,7 @@ class OutboxWorker:
         now = self.clock.now()
         claim = self._claim_statement(now)
         try:
-            rows, batch = await self.store.run_write(
+            rows, batch = await self.store.run_bookkeeping(
                 lambda conn: _claim_batch(conn, previous, claim, now)
             )
         except BaseException:
@@ -340,7 +340,7 @@ class OutboxWorker:
     async def _settle(self, batch: _Batch) -> None:
         """Record the batch's outcome in one transaction."""
         now = self.clock.now()
-        await self.store.run_write(lambda conn: _settle_batch(conn, batch, now))
+        await self.store.run_bookkeeping(lambda conn: _settle_batch(conn, batch, now))
 
 
 def _claim_batch(

@@ -450,7 +450,14 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                 if not message.get("more_body", False):
                     break
             response = await submit_case(wanted, body)
-            await response(scope, receive, send)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response.raw_headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": response.body})
             metrics.latency.labels("POST", "/v1/escalations", str(response.status_code)).observe(
                 time.perf_counter() - started
             )

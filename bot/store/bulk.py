@@ -9,6 +9,7 @@ UTC; on SQLite, SQLAlchemy's text format), so rows read back the same either way
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ class BulkInsert:
             c for c in table.columns if not (c.primary_key and isinstance(c.type, Integer))
         ]
         self._times = [i for i, c in enumerate(self.columns) if isinstance(c.type, UTCDateTime)]
+        self._pick = operator.itemgetter(*[c.key for c in self.columns])
         self._compiled: dict[str, tuple[str, list[str]]] = {}
 
     def _sql(self, dialect: Dialect) -> str:
@@ -56,11 +58,18 @@ class BulkInsert:
         convert: Callable[[datetime], Any] = (
             _sqlite_time if conn.dialect.name == "sqlite" else _naive_utc
         )
-        keys = [c.key for c in self.columns]
+        pick = self._pick
+        times = self._times
         params = []
         seen: dict[datetime, Any] = {}  # rows of one batch share a few distinct times
         for row in rows:
-            values = [row.get(k) for k in keys]
+            try:
+                values = list(pick(row))
+            except KeyError:
+                values = [row.get(c.key) for c in self.columns]
+            if not times:
+                params.append(tuple(values))
+                continue
             for i in self._times:
                 value = values[i]
                 if value is not None:

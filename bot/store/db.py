@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,6 +72,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _relaxed_sync(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -106,32 +111,28 @@ class Store:
     """The engine, and how to run a unit of work against it.
 
     A unit of work is a plain function over a SQLAlchemy `Connection`, run in one
-    transaction: on PostgreSQL through the async engine's `run_sync`; on SQLite in a
-    dedicated writer thread on a synchronous engine, so a whole batch costs one hop
-    to a thread instead of one per statement. On SQLite, writes in this process also
-    take turns on an asyncio lock: SQLite has one writer, and waiting on a lock is
-    cheaper and fairer than SQLite's busy handler, which sleeps in steps of up to
-    100 ms.
+    transaction. On PostgreSQL it runs through the async engine's `run_sync`. On
+    SQLite it runs on the event loop itself, on a synchronous connection, taking
+    turns with every other writer of this process on an asyncio lock (SQLite has one
+    writer; a lock is cheaper and fairer than SQLite's busy handler, which sleeps in
+    steps of up to 100 ms). SQLite's statements take microseconds, while a worker
+    thread would hand the GIL back and forth for every row it steps through, which
+    cost more than the work; the price is that an fsync blocks the loop while it
+    lasts (one per batch of cases). Durable writes use `synchronous=FULL`;
+    bookkeeping (the outbox's claims and receipts) uses `NORMAL`, since a receipt lost
+    to a power cut only means one delivery is made again.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._lock = asyncio.Lock() if self.is_sqlite else None
-        self._sync: Engine | None = None
-        self._writer: ThreadPoolExecutor | None = None
-        self._readers: ThreadPoolExecutor | None = None
+        self._durable: Engine | None = None
+        self._relaxed: Engine | None = None
         if self.is_sqlite:
             url = engine.url.set(drivername="sqlite+pysqlite")
-            self._sync = sa_create_engine(
-                url,
-                pool_size=8,
-                max_overflow=0,
-                connect_args={"check_same_thread": False, "timeout": 30},
-            )
-            event.listen(self._sync, "connect", _sqlite_pragmas)
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="signoff-sqlite-writer")
-            self._readers = ThreadPoolExecutor(4, thread_name_prefix="signoff-sqlite-reader")
+            self._durable = _inline_engine(url, relaxed=False)
+            self._relaxed = _inline_engine(url, relaxed=True)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -144,37 +145,42 @@ class Store:
             yield conn
 
     async def run_write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction that commits when it returns."""
-        if self._lock is None:
+        """Run `work` in one transaction that is on disk when this returns."""
+        return await self._run(work, self._durable)
+
+    async def run_bookkeeping(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction that need not reach the disk before this returns."""
+        return await self._run(work, self._relaxed)
+
+    async def _run(self, work: Callable[[Connection], T], inline: Engine | None) -> T:
+        if self._lock is None or inline is None:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
-        assert self._sync is not None
-        sync = self._sync
-
-        def unit() -> T:
-            with sync.begin() as conn:
-                return work(conn)
-
         async with self._lock:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, unit)
+            with inline.begin() as conn:
+                return work(conn)
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a connection that only reads."""
-        if self._sync is None:
+        if self._relaxed is None:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(work)
-        sync = self._sync
-
-        def unit() -> T:
-            with sync.connect() as conn:
-                return work(conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._readers, unit)
+        with self._relaxed.connect() as conn:
+            return work(conn)
 
     async def close(self) -> None:
-        for pool in (self._writer, self._readers):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        if self._sync is not None:
-            self._sync.dispose()
+        for inline in (self._durable, self._relaxed):
+            if inline is not None:
+                inline.dispose()
         await self.engine.dispose()
+
+
+def _inline_engine(url: Any, *, relaxed: bool) -> Engine:
+    """One connection, used only from the event loop's thread."""
+    engine = sa_create_engine(
+        url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False, "timeout": 5}
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    if relaxed:
+        event.listen(engine, "connect", _relaxed_sync)
+    return engine
