@@ -77,6 +77,7 @@ class Runtime:
 
     async def start(self, *, workers: bool = True) -> None:
         await self.prepare_database()
+        self.store.start()
         self.writer.start()
         if workers:
             self.outbox.start()

@@ -6,6 +6,7 @@ a case is untrusted input that ends up in front of a person.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -28,8 +29,11 @@ FinalAction = Literal["approve", "reject"]
 DEFAULT_ACTIONS: tuple[Action, ...] = ("approve", "reject", "request_info")
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _http_url(value: str) -> str:
-    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+    if _SPACE_OR_CONTROL.search(value):
         raise ValueError("URL must not contain spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -46,7 +50,7 @@ def _not_blank(value: str) -> str:
 HttpUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 Flag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-Scalar = str | int | float | bool | None
+Scalar = Annotated[str, StringConstraints(max_length=2000)] | int | float | bool | None
 Text = Annotated[str, StringConstraints(max_length=2000)]
 FactKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -134,14 +138,6 @@ class CaseIn(Strict):
     sla: str | int | None = None
     metadata: dict[FactKey, Scalar] = Field(default_factory=dict, max_length=50)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-
-    @field_validator("facts", "metadata")
-    @classmethod
-    def _bounded_values(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        for key, item in value.items():
-            if isinstance(item, str) and len(item) > 2000:
-                raise ValueError(f"value of {key!r} is longer than 2000 characters")
-        return value
 
     @field_validator("sla")
     @classmethod

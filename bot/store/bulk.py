@@ -21,7 +21,9 @@ from bot.store.tables import UTCDateTime
 
 
 def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _naive_utc(value: datetime) -> datetime:

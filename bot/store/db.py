@@ -9,6 +9,8 @@ wait instead of failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bot.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -69,6 +72,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -129,10 +138,31 @@ class Store:
         self._lock = asyncio.Lock() if self.is_sqlite else None
         self._durable: Engine | None = None
         self._relaxed: Engine | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         if self.is_sqlite:
             url = engine.url.set(drivername="sqlite+pysqlite")
             self._durable = _inline_engine(url, relaxed=False)
             self._relaxed = _inline_engine(url, relaxed=True)
+            self._checkpointer = sa_create_engine(url, pool_size=1, max_overflow=0)
+
+    def start(self) -> None:
+        """On SQLite, move WAL checkpoints off the event loop: the inline connections
+        never checkpoint; a thread does, once a second."""
+        if self.is_sqlite and self._checkpoints is None:
+            self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="signoff-wal")
+
+    async def _checkpoint_loop(self, every: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await loop.run_in_executor(None, self._checkpoint)
+            except Exception:
+                log.warning("WAL checkpoint failed; will try again", exc_info=True)
+
+    def _checkpoint(self) -> None:
+        with self._checkpointer.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -169,6 +199,13 @@ class Store:
             return work(conn)
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+            self._checkpointer.dispose()
         for inline in (self._durable, self._relaxed):
             if inline is not None:
                 inline.dispose()
@@ -181,6 +218,7 @@ def _inline_engine(url: Any, *, relaxed: bool) -> Engine:
         url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False, "timeout": 5}
     )
     event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", _no_autocheckpoint)
     if relaxed:
         event.listen(engine, "connect", _relaxed_sync)
     return engine
