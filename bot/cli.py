@@ -114,6 +114,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
     workers = settings.workers if workers is None else workers
     if workers > 1:
+        if runtime.store.is_sqlite:
+            fail(
+                "--workers above 1 needs PostgreSQL: SQLite has one writer, and several "
+                "processes would queue behind each other (set SIGNOFF_DATABASE_URL)",
+                2,
+            )
         serve_workers(runtime, settings, host, port, workers)
         return
     app = create_app(runtime)

@@ -656,3 +656,23 @@ def test_serve_refuses_a_broken_policy(isolated: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert f"{broken}:21: lanes.stop_the_line.quorum:" in done.stderr
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")},
+        "SIGNOFF_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "SIGNOFF_WEBHOOK_SECRET": "x",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from bot.cli import main; main()", "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--workers above 1 needs PostgreSQL" in done.stderr
+    assert not (tmp_path / "w.db").exists() or (tmp_path / "w.db").stat().st_size == 0

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Integer, Table
 from sqlalchemy.engine import Connection, Dialect
 
-from bot.store.tables import UTCDateTime
+from bot.store.tables import UTCDateTime, read_utc
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -130,7 +130,7 @@ class Sql:
         for row in found:
             values = list(row)
             for i in times:
-                values[i] = _read_time(values[i])
+                values[i] = read_utc(values[i])
             out.append(dict(zip(names, values, strict=True)))
         return out
 
@@ -154,12 +154,3 @@ class Sql:
             cursor.executemany(sql, params)
         finally:
             cursor.close()
-
-
-def _read_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
