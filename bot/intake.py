@@ -362,11 +362,12 @@ def _write_batch(conn: Connection, batch: list[Prepared]) -> list[Accepted | Exc
         results.append(Accepted(201, p.response))
         new.append(p)
     if new:
-        INSERT_CASES(conn, [p.case_row for p in new])
-        INSERT_EVENTS(conn, [row for p in new for row in p.event_rows])
-        INSERT_DECISIONS(conn, [row for p in new for row in p.decision_rows])
-        INSERT_OUTBOX(conn, [row for p in new for row in p.outbox_rows])
-        INSERT_TIMERS(conn, [row for p in new for row in p.timer_rows])
+        times: dict[datetime, Any] = {}
+        INSERT_CASES(conn, [p.case_row for p in new], times)
+        INSERT_EVENTS(conn, [row for p in new for row in p.event_rows], times)
+        INSERT_DECISIONS(conn, [row for p in new for row in p.decision_rows], times)
+        INSERT_OUTBOX(conn, [row for p in new for row in p.outbox_rows], times)
+        INSERT_TIMERS(conn, [row for p in new for row in p.timer_rows], times)
     return results
 
 

@@ -177,72 +177,117 @@ def _not(ok: bool) -> str:
     return "" if ok else "not "
 
 
-def _checks(cond: Condition, case: CaseIn) -> Iterator[tuple[bool, str]]:
-    """(holds, why) for every condition set on a rule, in the file's order."""
+def _checks(cond: Condition, case: CaseIn, why: bool = True) -> Iterator[tuple[bool, str]]:
+    """(holds, why) for every condition set on a rule, in the file's order; the reasons
+    are written only when `why` (routing needs just the verdicts)."""
     rec, risk = case.recommendation, case.risk
     if cond.kind is not None:
         yield (
             case.kind in cond.kind,
-            f"kind {case.kind!r} {'is' if case.kind in cond.kind else 'is not'} in {cond.kind}",
+            (f"kind {case.kind!r} {'is' if case.kind in cond.kind else 'is not'} in {cond.kind}")
+            if why
+            else "",
         )
     if cond.source is not None:
-        yield case.source in cond.source, f"source {case.source!r} vs {cond.source}"
+        yield (
+            case.source in cond.source,
+            (f"source {case.source!r} vs {cond.source}" if why else ""),
+        )
     if cond.confidence_below is not None:
         ok = rec.confidence < cond.confidence_below
         yield (
             ok,
-            f"confidence {rec.confidence:.2f} is {_not(ok)}below {cond.confidence_below:.2f}",
+            (f"confidence {rec.confidence:.2f} is {_not(ok)}below {cond.confidence_below:.2f}")
+            if why
+            else "",
         )
     if cond.confidence_at_least is not None:
         ok = rec.confidence >= cond.confidence_at_least
         yield (
             ok,
-            f"confidence {rec.confidence:.2f} is {_not(ok)}at least {cond.confidence_at_least:.2f}",
+            (
+                f"confidence {rec.confidence:.2f} is {_not(ok)}at least "
+                f"{cond.confidence_at_least:.2f}"
+            )
+            if why
+            else "",
         )
     if cond.margin_below is not None:
         margin = rec.margin()
         if margin is None:
-            yield False, "no scored runner-up, so no margin to compare"
+            yield False, ("no scored runner-up, so no margin to compare" if why else "")
         else:
             margin = round(margin, 9)  # 0.6 - 0.4 is 0.19999999999999996, not below 0.2
             ok = margin < cond.margin_below
             yield (
                 ok,
-                f"margin {margin:.2f} over the runner-up is {_not(ok)}below "
-                f"{cond.margin_below:.2f}",
+                (
+                    f"margin {margin:.2f} over the runner-up is {_not(ok)}below "
+                    f"{cond.margin_below:.2f}"
+                )
+                if why
+                else "",
             )
     if cond.amount_at_least is not None:
         ok = risk.amount is not None and risk.amount >= cond.amount_at_least
-        yield ok, f"amount {risk.amount} is {'' if ok else 'not '}at least {cond.amount_at_least:g}"
+        yield (
+            ok,
+            (
+                f"amount {risk.amount} is {'' if ok else 'not '}at least {cond.amount_at_least:g}"
+                if why
+                else ""
+            ),
+        )
     if cond.amount_below is not None:
         ok = risk.amount is not None and risk.amount < cond.amount_below
-        yield ok, f"amount {risk.amount} is {'' if ok else 'not '}below {cond.amount_below:g}"
+        yield (
+            ok,
+            (
+                f"amount {risk.amount} is {'' if ok else 'not '}below {cond.amount_below:g}"
+                if why
+                else ""
+            ),
+        )
     if cond.currency is not None:
         ok = risk.currency in cond.currency
-        yield ok, f"currency {risk.currency} vs {cond.currency}"
+        yield ok, (f"currency {risk.currency} vs {cond.currency}" if why else "")
     if cond.reversible is not None:
         ok = risk.reversible is cond.reversible
-        yield ok, f"reversible is {risk.reversible}, the rule asks for {cond.reversible}"
+        yield (
+            ok,
+            (
+                f"reversible is {risk.reversible}, the rule asks for {cond.reversible}"
+                if why
+                else ""
+            ),
+        )
     if cond.risk_level is not None:
         ok = risk.level in cond.risk_level
-        yield ok, f"risk level {risk.level} vs {cond.risk_level}"
+        yield ok, (f"risk level {risk.level} vs {cond.risk_level}" if why else "")
     if cond.customer_tier is not None:
         ok = risk.customer_tier in cond.customer_tier
-        yield ok, f"customer tier {risk.customer_tier!r} vs {cond.customer_tier}"
+        yield ok, (f"customer tier {risk.customer_tier!r} vs {cond.customer_tier}" if why else "")
     if cond.compliance_any is not None:
         hit = sorted(set(cond.compliance_any) & set(risk.compliance))
-        yield bool(hit), f"compliance tags {hit or 'none'} of {cond.compliance_any}"
+        yield (
+            bool(hit),
+            (f"compliance tags {hit or 'none'} of {cond.compliance_any}" if why else ""),
+        )
     if cond.flags_any is not None:
         hit = sorted(set(cond.flags_any) & set(case.flags))
         yield (
             bool(hit),
-            f"flags {hit} raised" if hit else f"none of the flags {cond.flags_any} raised",
+            (f"flags {hit} raised" if hit else f"none of the flags {cond.flags_any} raised")
+            if why
+            else "",
         )
     if cond.flags_all is not None:
         missing = sorted(set(cond.flags_all) - set(case.flags))
         yield (
             not missing,
-            f"flags {missing} not raised" if missing else f"all flags {cond.flags_all} raised",
+            (f"flags {missing} not raised" if missing else f"all flags {cond.flags_all} raised")
+            if why
+            else "",
         )
 
 
@@ -263,6 +308,6 @@ def explain(loaded: LoadedPolicy, case: CaseIn) -> list[RuleVerdict]:
 
 def route(loaded: LoadedPolicy, case: CaseIn) -> Routing:
     for index, rule in enumerate(loaded.policy.rules):
-        if rule.when is None or all(ok for ok, _ in _checks(rule.when, case)):
+        if rule.when is None or all(ok for ok, _ in _checks(rule.when, case, why=False)):
             return Routing(rule.lane, index, rule_label(rule, index), rule.audit_sample)
     raise AssertionError("the schema guarantees a final catch-all rule")  # pragma: no cover

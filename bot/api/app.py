@@ -42,6 +42,7 @@ from bot.schemas import (
 log = logging.getLogger(__name__)
 
 INTAKE_HEADERS = ("x-signoff-signature", "x-signoff-source", "authorization", "idempotency-key")
+INTAKE_HEADER_BYTES = frozenset(h.encode() for h in INTAKE_HEADERS)
 STATUSES = (
     "pending",
     "info_requested",
@@ -436,11 +437,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                 await inner(scope, receive, send)
                 return
             started = time.perf_counter()
-            wanted = {}
-            for name, value in scope["headers"]:
-                key = name.decode("latin-1")
-                if key in INTAKE_HEADERS:
-                    wanted[key] = value.decode("latin-1")
+            wanted = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name in INTAKE_HEADER_BYTES
+            }
             body = b""
             while True:
                 message = await receive()

@@ -53,7 +53,14 @@ class BulkInsert:
             self._compiled[dialect.name] = found
         return found[0]
 
-    def __call__(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    def __call__(
+        self,
+        conn: Connection,
+        rows: Sequence[dict[str, Any]],
+        seen: dict[datetime, Any] | None = None,
+    ) -> None:
+        """Insert `rows`. `seen` carries converted times from one call to the next: the
+        rows of one batch share a few distinct times."""
         if not rows:
             return
         sql = self._sql(conn.dialect)
@@ -63,7 +70,8 @@ class BulkInsert:
         pick = self._pick
         times = self._times
         params = []
-        seen: dict[datetime, Any] = {}  # rows of one batch share a few distinct times
+        if seen is None:
+            seen = {}
         for row in rows:
             try:
                 values = list(pick(row))
