@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -32,11 +31,17 @@ DEFAULT_ACTIONS: tuple[Action, ...] = ("approve", "reject", "request_info")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
+# scheme, optional user info, a host (name, IPv4 or [IPv6]), optional port, then the rest
+_HTTP_URL = re.compile(
+    r"https?://(?:[^/?#@]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^/?#@:\[\]]+)(?::\d{1,5})?(?:[/?#].*)?",
+    re.IGNORECASE,
+)
+
+
 def _http_url(value: str) -> str:
     if _SPACE_OR_CONTROL.search(value):
         raise ValueError("URL must not contain spaces or control characters")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _HTTP_URL.fullmatch(value):
         raise ValueError("must be an http:// or https:// URL")
     return value
 
