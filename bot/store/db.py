@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,6 +140,7 @@ class Store:
         self._durable: Engine | None = None
         self._relaxed: Engine | None = None
         self._checkpoints: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="signoff-sqlite-commit")
         if self.is_sqlite:
             url = engine.url.set(drivername="sqlite+pysqlite")
             self._durable = _inline_engine(url, relaxed=False)
@@ -187,8 +189,27 @@ class Store:
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         async with self._lock:
-            with inline.begin() as conn:
-                return work(conn)
+            with inline.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    result = work(conn)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                if inline is self._relaxed:
+                    transaction.commit()
+                    return result
+                # The commit's fsync happens in a thread, so the loop can read the
+                # next requests meanwhile; the lock keeps everything else out.
+                done = asyncio.get_running_loop().run_in_executor(
+                    self._committer, transaction.commit
+                )
+                try:
+                    await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    await done  # never leave a commit running on a connection we close
+                    raise
+                return result
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a connection that only reads."""
@@ -206,6 +227,7 @@ class Store:
             self._checkpoints = None
             await asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
             self._checkpointer.dispose()
+        self._committer.shutdown(wait=True)
         for inline in (self._durable, self._relaxed):
             if inline is not None:
                 inline.dispose()
