@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import select, tuple_
@@ -67,6 +67,7 @@ class Prepared:
     decision_rows: list[dict[str, Any]] = field(default_factory=list)
     outbox_rows: list[dict[str, Any]] = field(default_factory=list)
     timer_rows: list[dict[str, Any]] = field(default_factory=list)
+    claimed: bool = False  # written with its deliveries claimed for this process
 
 
 def prepare(
@@ -257,12 +258,34 @@ class Accepted:
     response: dict[str, Any]
 
 
-class IntakeWriter:
-    """One task that commits queued cases in batches (group commit)."""
+class Dispatcher(Protocol):
+    """Takes the deliveries of cases just written (the outbox, when it is running)."""
 
-    def __init__(self, store: Store, on_commit: Callable[[], None], max_batch: int = 512) -> None:
+    def claim_on_insert(self) -> datetime | None:
+        """Until when new deliveries are claimed for `dispatch`; None to leave them."""
+        ...
+
+    def dispatch(self, written: list[Prepared]) -> None: ...
+
+
+class IntakeWriter:
+    """One task that commits queued cases in batches (group commit).
+
+    On SQLite, a new case's deliveries are written already claimed by this process and
+    handed straight to the outbox after the commit (no second trip to the database to
+    find them); a crash before they are delivered leaves them to be claimed again when
+    the claim runs out."""
+
+    def __init__(
+        self,
+        store: Store,
+        on_commit: Callable[[], None],
+        max_batch: int = 512,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
         self._store = store
         self._on_commit = on_commit
+        self._dispatcher = dispatcher
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[Accepted]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -317,7 +340,11 @@ class IntakeWriter:
                 await self._write([item])
             return
         self.batches += 1
-        self._on_commit()
+        claimed = [p for p, _ in batch if p.claimed]
+        if claimed and self._dispatcher is not None:
+            self._dispatcher.dispatch(claimed)
+        if len(claimed) < len(batch):
+            self._on_commit()
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -327,12 +354,19 @@ class IntakeWriter:
                 future.set_result(result)
 
     async def _commit(self, batch: list[Prepared]) -> list[Accepted | Exception]:
-        results = await self._store.run_write(lambda conn: _write_batch(conn, batch))
+        until = None
+        if self._dispatcher is not None and self._store.is_sqlite:
+            until = self._dispatcher.claim_on_insert()
+        for p in batch:
+            p.claimed = False
+        results = await self._store.run_write(lambda conn: _write_batch(conn, batch, until))
         self.written += sum(1 for r in results if isinstance(r, Accepted) and r.status_code == 201)
         return results
 
 
-def _write_batch(conn: Connection, batch: list[Prepared]) -> list[Accepted | Exception]:
+def _write_batch(
+    conn: Connection, batch: list[Prepared], claim_until: datetime | None = None
+) -> list[Accepted | Exception]:
     """One transaction: check the batch's idempotency keys, then insert every new row."""
     keyed = [(p.source, p.idempotency_key) for p in batch if p.idempotency_key]
     known: dict[tuple[str, str], tuple[str, str]] = {}
@@ -366,7 +400,19 @@ def _write_batch(conn: Connection, batch: list[Prepared]) -> list[Accepted | Exc
         INSERT_CASES(conn, [p.case_row for p in new], times)
         INSERT_EVENTS(conn, [row for p in new for row in p.event_rows], times)
         INSERT_DECISIONS(conn, [row for p in new for row in p.decision_rows], times)
-        INSERT_OUTBOX(conn, [row for p in new for row in p.outbox_rows], times)
+        owed = [row for p in new for row in p.outbox_rows]
+        if claim_until is not None:
+            for row in owed:
+                row["claimed_until"] = claim_until
+        INSERT_OUTBOX(conn, owed, times)
+        if claim_until is not None and owed:
+            # SQLite numbers rows max(rowid) + 1, and we hold its only write lock: the
+            # rows just inserted are the last len(owed) numbers.
+            last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+            for offset, row in enumerate(owed):
+                row["id"] = last - len(owed) + 1 + offset
+            for p in new:
+                p.claimed = True
         INSERT_TIMERS(conn, [row for p in new for row in p.timer_rows], times)
     return results
 

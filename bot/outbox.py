@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from bot import signing
 from bot.cards import build_card
+from bot.intake import Prepared
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef
 from bot.store.bulk import BulkInsert, Sql
@@ -118,12 +119,47 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._unsettled: _Batch | None = None
+        self._dispatched: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(timeout=callback_timeout, follow_redirects=False)
         self.delivered = 0
         self.failed = 0
 
     def wake(self) -> None:
         self._wake.set()
+
+    def claim_on_insert(self) -> datetime | None:
+        """The claim to write new cases' deliveries with, while this worker runs."""
+        if self._task is None or self._stopping:
+            return None
+        return self.clock.now() + self.lease
+
+    def dispatch(self, written: Sequence[Prepared]) -> None:
+        """Deliver what new cases owe, from memory: they were written claimed by us."""
+        rows: list[Row] = [row for p in written for row in p.outbox_rows]
+        if not rows:
+            return
+        batch = _Batch(
+            cases={str(p.case_row["id"]): p.case_row for p in written},
+            decisions=defaultdict(
+                list, {str(p.case_row["id"]): list(p.decision_rows) for p in written}
+            ),
+            refs={},
+            questions={},
+        )
+        task = asyncio.create_task(self._deliver_batch(rows, batch), name="signoff-dispatch")
+        self._dispatched.add(task)
+        task.add_done_callback(self._dispatched.discard)
+
+    async def _deliver_batch(self, rows: Sequence[Row], batch: _Batch) -> None:
+        try:
+            by_case: dict[Any, list[Row]] = defaultdict(list)
+            for row in rows:
+                by_case[row["case_id"]].append(row)
+            await asyncio.gather(*(self._deliver_in_order(g, batch) for g in by_case.values()))
+            await self._settle(batch)
+        except Exception:
+            # The rows stay claimed until the claim runs out; then the worker retries them.
+            log.exception("delivering %d new rows failed; they will be retried", len(rows))
 
     def start(self) -> None:
         self._stopping = False
@@ -132,6 +168,8 @@ class OutboxWorker:
     async def stop(self, grace: float = 10.0) -> None:
         """Let deliveries in flight finish and be marked (so none is made twice after a
         restart), then stop; cancel only what is still running after `grace` seconds."""
+        if self._dispatched:
+            await asyncio.wait(list(self._dispatched), timeout=grace)
         if self._task is not None:
             self._stopping = True
             self._wake.set()

@@ -52,7 +52,7 @@ class Runtime:
             callback_timeout=settings.callback_timeout,
             lease=settings.outbox_lease,
         )
-        self.writer = IntakeWriter(self.store, self.outbox.wake)
+        self.writer = IntakeWriter(self.store, self.outbox.wake, dispatcher=self.outbox)
         self.service = Service(self.store, self.policy, self.adapters, self.clock, self.outbox.wake)
         self.started = False
 

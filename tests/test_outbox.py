@@ -267,3 +267,23 @@ async def test_a_killed_server_delivers_every_callback_once_after_restart(
     assert Counter(d.body["escalation"]["id"] for d in receiver.received) == Counter(ids)
     assert len({d.headers["x-signoff-delivery"] for d in receiver.received}) == 25
     assert all(d.signature_ok for d in receiver.received)
+
+
+async def test_new_cases_are_delivered_from_memory_with_their_real_row_ids(
+    make_runtime: MakeRuntime, database_url: str, memory: MemoryAdapter, receiver: Receiver
+) -> None:
+    rt = await make_runtime(database_url)
+    ids = [
+        await submit(rt, title=f"auto {i}", callback_url=receiver.url,
+                     **{"recommendation.confidence": 0.99})
+        for i in range(5)
+    ]  # fmt: skip
+    await wait_for(lambda: len(receiver.received) == 5)
+    await asyncio.sleep(0.3)
+    for case_id in ids:
+        [callback] = [d for d in await deliveries(rt, case_id) if d["kind"] == "callback"]
+        assert callback["status"] == "delivered"
+        assert callback["attempts"] == 1
+        [got] = [r for r in receiver.received if r.body["escalation"]["id"] == case_id]
+        assert got.headers["x-signoff-delivery"] == str(callback["id"])
+    assert len(receiver.received) == 5
