@@ -267,6 +267,14 @@ class Dispatcher(Protocol):
 
     def dispatch(self, written: list[Prepared]) -> None: ...
 
+    def take_receipts(self) -> Callable[[Connection], None] | None:
+        """Bookkeeping to write in the next intake transaction, if any."""
+        ...
+
+    def give_back(self, record: Callable[[Connection], None]) -> None:
+        """Bookkeeping taken for a transaction that failed."""
+        ...
+
 
 class IntakeWriter:
     """One task that commits queued cases in batches (group commit).
@@ -359,7 +367,19 @@ class IntakeWriter:
             until = self._dispatcher.claim_on_insert()
         for p in batch:
             p.claimed = False
-        results = await self._store.run_write(lambda conn: _write_batch(conn, batch, until))
+        receipts = self._dispatcher.take_receipts() if self._dispatcher is not None else None
+
+        def work(conn: Connection) -> list[Accepted | Exception]:
+            if receipts is not None:
+                receipts(conn)
+            return _write_batch(conn, batch, until)
+
+        try:
+            results = await self._store.run_write(work)
+        except BaseException:
+            if receipts is not None and self._dispatcher is not None:
+                self._dispatcher.give_back(receipts)
+            raise
         self.written += sum(1 for r in results if isinstance(r, Accepted) and r.status_code == 201)
         return results
 

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from bot.store.db import Store
 from bot.store.tables import cards, cases, decisions, events, outbox
 
 log = logging.getLogger(__name__)
+RECEIPT_DELAY = 0.02  # seconds a receipt waits for the next intake transaction
 Row = Mapping[Any, Any]
 
 _CLAIM = (
@@ -119,7 +120,9 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._unsettled: _Batch | None = None
-        self._dispatched: set[asyncio.Task[None]] = set()
+        self._dispatched: set[asyncio.Task[Any]] = set()
+        self._receipts: list[_Batch] = []
+        self._receipt_timer: asyncio.TimerHandle | None = None
         self._http = httpx.AsyncClient(timeout=callback_timeout, follow_redirects=False)
         self.delivered = 0
         self.failed = 0
@@ -156,10 +159,42 @@ class OutboxWorker:
             for row in rows:
                 by_case[row["case_id"]].append(row)
             await asyncio.gather(*(self._deliver_in_order(g, batch) for g in by_case.values()))
-            await self._settle(batch)
         except Exception:
             # The rows stay claimed until the claim runs out; then the worker retries them.
             log.exception("delivering %d new rows failed; they will be retried", len(rows))
+            return
+        # The receipts ride along with the next batch of cases; if none comes soon,
+        # they are written on their own.
+        self._receipts.append(batch)
+        if self._receipt_timer is None:
+            self._receipt_timer = asyncio.get_running_loop().call_later(
+                RECEIPT_DELAY, self._receipts_due
+            )
+
+    def take_receipts(self) -> Callable[[Connection], None] | None:
+        """Receipts of delivered new cases, for the intake writer's next transaction."""
+        if not self._receipts:
+            return None
+        taken, self._receipts = self._receipts, []
+        now = self.clock.now()
+
+        def record(conn: Connection) -> None:
+            for batch in taken:
+                _settle_batch(conn, batch, now)
+
+        return record
+
+    def give_back(self, record: Callable[[Connection], None]) -> None:
+        """The writer's transaction failed: write these receipts on their own."""
+        task = asyncio.create_task(self.store.run_bookkeeping(record))
+        self._dispatched.add(task)
+        task.add_done_callback(self._dispatched.discard)
+
+    def _receipts_due(self) -> None:
+        self._receipt_timer = None
+        record = self.take_receipts()
+        if record is not None:
+            self.give_back(record)
 
     def start(self) -> None:
         self._stopping = False
@@ -168,8 +203,15 @@ class OutboxWorker:
     async def stop(self, grace: float = 10.0) -> None:
         """Let deliveries in flight finish and be marked (so none is made twice after a
         restart), then stop; cancel only what is still running after `grace` seconds."""
-        if self._dispatched:
-            await asyncio.wait(list(self._dispatched), timeout=grace)
+        for _ in range(3):  # deliveries of new cases, then the receipts they leave
+            if self._dispatched:
+                await asyncio.wait(list(self._dispatched), timeout=grace)
+        if self._receipt_timer is not None:
+            self._receipt_timer.cancel()
+            self._receipt_timer = None
+        record = self.take_receipts()
+        if record is not None:
+            await self.store.run_bookkeeping(record)
         if self._task is not None:
             self._stopping = True
             self._wake.set()

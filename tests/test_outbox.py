@@ -287,3 +287,37 @@ async def test_new_cases_are_delivered_from_memory_with_their_real_row_ids(
         [got] = [r for r in receiver.received if r.body["escalation"]["id"] == case_id]
         assert got.headers["x-signoff-delivery"] == str(callback["id"])
     assert len(receiver.received) == 5
+
+
+async def test_receipts_ride_with_the_next_cases_or_are_flushed_on_stop(
+    make_runtime: MakeRuntime,
+    sqlite_url: str,
+    memory: MemoryAdapter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.outbox
+
+    monkeypatch.setattr(bot.outbox, "RECEIPT_DELAY", 3600.0)  # only the two other ways remain
+    rt = await make_runtime(sqlite_url)
+    first = await submit(rt, title="first")
+    await wait_for(lambda: len(memory.of("post_card")) == 1)
+    await asyncio.sleep(0.05)
+    assert [d["status"] for d in await deliveries(rt, first)] == ["pending"]  # receipt held back
+    second = await submit(rt, title="second")
+    assert [d["status"] for d in await deliveries(rt, first)] == ["delivered"]  # rode along
+    await wait_for(lambda: len(memory.of("post_card")) == 2)
+    await rt.stop()
+    from bot.store.db import create_engine
+
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.connect() as conn:
+            from sqlalchemy import text
+
+            rows = (await conn.execute(text("SELECT case_id, status FROM outbox"))).all()
+    finally:
+        await engine.dispose()
+    assert {tuple(r) for r in rows} == {
+        (first, "delivered"),
+        (second, "delivered"),
+    }  # flushed on stop
