@@ -189,10 +189,8 @@ def _checks(cond: Condition, case: CaseIn, why: bool = True) -> Iterator[tuple[b
             else "",
         )
     if cond.source is not None:
-        yield (
-            case.source in cond.source,
-            (f"source {case.source!r} vs {cond.source}" if why else ""),
-        )
+        ok = case.source in cond.source
+        yield ok, (f"source {case.source!r} {_not(ok)}in {cond.source}" if why else "")
     if cond.confidence_below is not None:
         ok = rec.confidence < cond.confidence_below
         yield (

@@ -190,9 +190,15 @@ class Policy(Strict):
                 problems.append(
                     (("lanes", name, "escalate_to"), f"lane {name!r} escalates to itself")
                 )
-            if not lane.approvers and not lane.page:
+            if not any(lane.approvers.values()) and not lane.page:
                 why = f"lane {name!r} has no approvers and pages nobody: nobody could decide"
                 problems.append((("lanes", name), why))
+            if lane.reminders and lane.sla is None:
+                why = f"lane {name!r} has reminders but no sla to take them as points of"
+                problems.append((("lanes", name, "reminders"), why))
+            if lane.ack_within is not None and not lane.page:
+                why = f"lane {name!r} asks for an acknowledgement but pages nobody"
+                problems.append((("lanes", name, "ack_within"), why))
         if self.audit_lane is not None and self.audit_lane not in self.lanes:
             why = f"audit_lane {self.audit_lane!r} is not a human lane"
             problems.append((("audit_lane",), why))

@@ -602,6 +602,27 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         "no approvers and pages nobody",
     ),
     (
+        "empty approver list",
+        with_line(6, "    approvers: {slack: []}"),
+        2,
+        "lanes.review",
+        "no approvers and pages nobody",
+    ),
+    (
+        "reminders without an sla",
+        with_line(4, "    # no sla"),
+        5,
+        "lanes.review.reminders",
+        "has reminders but no sla",
+    ),
+    (
+        "ack_within without a page",
+        with_line(7, "    ack_within: 5m"),
+        7,
+        "lanes.review.ack_within",
+        "asks for an acknowledgement but pages nobody",
+    ),
+    (
         "audit_sample 1.5",
         with_line(15, "    audit_sample: 1.5"),
         15,
