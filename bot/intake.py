@@ -297,8 +297,6 @@ class IntakeWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[Accepted]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.written = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="signoff-intake")
@@ -347,7 +345,6 @@ class IntakeWriter:
             for item in batch:
                 await self._write([item])
             return
-        self.batches += 1
         claimed = [p for p, _ in batch if p.claimed]
         if claimed and self._dispatcher is not None:
             self._dispatcher.dispatch(claimed)
@@ -380,7 +377,6 @@ class IntakeWriter:
             if receipts is not None and self._dispatcher is not None:
                 self._dispatcher.give_back(receipts)
             raise
-        self.written += sum(1 for r in results if isinstance(r, Accepted) and r.status_code == 201)
         return results
 
 

@@ -124,8 +124,6 @@ class OutboxWorker:
         self._receipts: list[_Batch] = []
         self._receipt_timer: asyncio.TimerHandle | None = None
         self._http = httpx.AsyncClient(timeout=callback_timeout, follow_redirects=False)
-        self.delivered = 0
-        self.failed = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -320,7 +318,6 @@ class OutboxWorker:
             self._failed(row, batch, f"{type(exc).__name__}: {exc}", None, False)
             return False
         batch.delivered.append((row, ref))
-        self.delivered += 1
         return True
 
     async def _send(self, row: Row, batch: _Batch) -> MessageRef | None:
@@ -397,7 +394,6 @@ class OutboxWorker:
     def _failed(
         self, row: Row, batch: _Batch, error: str, retry_after: float | None, permanent: bool
     ) -> None:
-        self.failed += 1
         age = (self.clock.now() - row["created_at"]).total_seconds()
         if permanent or age >= self.dead_after:
             why = "permanent failure" if permanent else f"undelivered after {int(age)} s"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from bot.errors import SignoffError
 
@@ -161,7 +161,3 @@ class Adapter(Protocol):
     async def is_member(self, user_id: str, entries: Sequence[str]) -> bool:
         """Whether the user is one of `entries` (user IDs, or groups and roles they belong to)."""
         ...
-
-
-def describe(ref: MessageRef) -> dict[str, Any]:
-    return {"platform": ref.platform, "channel": ref.channel, **ref.ref}

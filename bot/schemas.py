@@ -22,7 +22,6 @@ from pydantic import (
 from bot.durations import parse_duration
 
 MAX_BODY_BYTES = 256 * 1024
-ACTIONS = ("approve", "reject", "request_info")
 Action = Literal["approve", "reject", "request_info"]
 FinalAction = Literal["approve", "reject"]
 DEFAULT_ACTIONS: tuple[Action, ...] = ("approve", "reject", "request_info")
