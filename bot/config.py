@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     sources: dict[str, Source] = Field(default_factory=dict)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    public_url: str | None = None
     workers: int = Field(default=1, ge=1, le=16)
 
     slack_bot_token: SecretStr | None = None
