@@ -1,1 +1,19 @@
 """Review surfaces: one subpackage per platform, each implementing `bot.protocols.Adapter`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.protocols import Adapter
+
+
+def from_settings(settings: Settings) -> dict[str, Adapter]:
+    """The platforms the settings connect (imported only when configured)."""
+    found: dict[str, Adapter] = {}
+    if settings.slack_bot_token is not None:
+        from adapters.slack import SlackSurface
+
+        found["slack"] = SlackSurface.from_settings(settings)
+    return found

@@ -350,7 +350,13 @@ class OutboxWorker:
             batch.refs[key] = posted  # later rows of this case in this batch use it
             return posted
         if kind == "page":
-            await adapter.page(channel, card, None)
+            # The card on this platform was posted by an earlier row of the case (rows
+            # of a case go in order), so the page can point at it.
+            card_ref = next(
+                (r for (c, p, _), r in batch.refs.items() if c == key[0] and p == platform),
+                None,
+            )
+            await adapter.page(channel, card, card_ref)
             return None
         if ref is None:
             raise Deferred()
@@ -427,10 +433,11 @@ def _claim_batch(
     rows: list[Row] = sorted(claim(conn), key=lambda r: r["id"])
     if not rows:
         return rows, None
-    return rows, _load_batch(conn, sorted({str(r["case_id"]) for r in rows if r["case_id"]}))
+    return rows, load_batch(conn, sorted({str(r["case_id"]) for r in rows if r["case_id"]}))
 
 
-def _load_batch(conn: Connection, ids: list[str]) -> _Batch:
+def load_batch(conn: Connection, ids: list[str]) -> _Batch:
+    """Read what building the cards of `ids` needs: cases, decisions, card refs, questions."""
     found: dict[str, Row] = {str(r["id"]): r for r in CASES_IN.rows(conn, ids)}
     made: dict[str, list[Row]] = defaultdict(list)
     for d in DECISIONS_IN.rows(conn, ids):

@@ -7,17 +7,28 @@ hidden, the outcome) and gets back a `MessageRef` it stores to update that messa
 later. Anything an adapter raises while delivering is mapped to `DeliveryFailed`,
 which tells the outbox whether and when to try again.
 
+An adapter whose reviewers click (Slack, Discord) is also a `Surface`: started with
+the decision service, serving its own HTTP routes if it needs any.
+
 `Clock` is how the core reads time, so tests can move it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from bot.errors import SignoffError
+
+if TYPE_CHECKING:
+    from bot.service import Service
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class Clock(Protocol):
@@ -146,7 +157,8 @@ class Adapter(Protocol):
         ...
 
     async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:
-        """Page on-call `target` (a group, role or user) about a stop-the-line card."""
+        """Page on-call `target` (a group, role or user) about a stop-the-line card;
+        `ref` is the card on this platform, when the lane has a channel here."""
         ...
 
     async def post_summary(self, channel: str, summary: Summary) -> None:
@@ -160,4 +172,23 @@ class Adapter(Protocol):
 
     async def is_member(self, user_id: str, entries: Sequence[str]) -> bool:
         """Whether the user is one of `entries` (user IDs, or groups and roles they belong to)."""
+        ...
+
+
+@runtime_checkable
+class Surface(Protocol):
+    """An adapter whose reviewers act on cards (Slack, Discord). The runtime starts it
+    with the decision service, which its clicks go to, and stops it at shutdown."""
+
+    def routes(self) -> Mapping[str, Endpoint]:
+        """HTTP routes (POST) it takes in the server, such as Slack's `/slack/events`.
+        They exist before `start` and answer 503 until then."""
+        ...
+
+    async def start(self, service: Service) -> None:
+        """Take clicks from now on, sending them to `service`; open any connection."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop taking clicks and close connections."""
         ...

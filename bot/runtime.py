@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import adapters as surfaces
 from adapters.log import LogAdapter
 from bot.clock import SystemClock
 from bot.config import Settings
@@ -12,7 +13,7 @@ from bot.errors import ConfigError
 from bot.intake import IntakeWriter
 from bot.outbox import OutboxWorker
 from bot.policy import LoadedPolicy, load_policy
-from bot.protocols import Adapter, Clock
+from bot.protocols import Adapter, Clock, Surface
 from bot.service import Service
 from bot.store import db
 
@@ -32,7 +33,7 @@ class Runtime:
         self.policy = policy or load_policy(settings.policy)
         self.clock = clock or SystemClock()
         found: dict[str, Adapter] = {"log": LogAdapter()}
-        found.update(adapters or {})
+        found.update(surfaces.from_settings(settings) if adapters is None else adapters)
         self.adapters = found
         self.sources = settings.all_sources()
         self.engine = db.create_engine(settings.database_url)
@@ -57,6 +58,11 @@ class Runtime:
         self.started = False
 
     @property
+    def surfaces(self) -> list[Surface]:
+        """Adapters that take reviewers' clicks."""
+        return [a for a in self.adapters.values() if isinstance(a, Surface)]
+
+    @property
     def platforms(self) -> set[str]:
         """Platforms that cards are posted to (the log stands in when there are none)."""
         return set(self.adapters) - {"log"}
@@ -79,6 +85,8 @@ class Runtime:
         await self.prepare_database()
         self.store.start()
         self.writer.start()
+        for surface in self.surfaces:
+            await surface.start(self.service)
         if workers:
             self.outbox.start()
         self.started = True
@@ -86,5 +94,7 @@ class Runtime:
     async def stop(self) -> None:
         await self.writer.stop()
         await self.outbox.stop()
+        for surface in self.surfaces:
+            await surface.stop()  # after the outbox: its last deliveries use the clients
         await self.store.close()
         self.started = False

@@ -19,10 +19,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.cards import build_card
 from bot.errors import AlreadyDecided, DecisionRefused, ForbiddenError, NotFound
 from bot.intake import dumps
+from bot.outbox import load_batch
 from bot.policy import LoadedPolicy
-from bot.protocols import Adapter, Clock, Reviewer
+from bot.protocols import Adapter, CardView, Clock, Reviewer
 from bot.store.db import Store
 from bot.store.tables import cases, decisions, events, outbox
 from policies.schema import Lane
@@ -104,7 +106,52 @@ class Service:
         by = final[0] if final[2] == "human" else final[2]
         return AlreadyDecided(status, by, f"This case was already {status} by {by}.")
 
+    async def card(self, case_id: str) -> CardView:
+        """The case's card as reviewers see it now."""
+        batch = await self.store.run_read(lambda conn: load_batch(conn, [case_id]))
+        row = batch.cases.get(case_id)
+        if row is None:
+            raise NotFound(f"no case with id {case_id!r}", case_id=case_id)
+        return build_card(
+            row,
+            orjson.loads(row["body"]),
+            batch.decisions.get(case_id, []),
+            self.policy,
+            info_question=batch.questions.get(case_id),
+        )
+
     # -- the checks ----------------------------------------------------------------
+
+    async def precheck(self, case_id: str, reviewer: Reviewer, action: str) -> None:
+        """What a click checks before the reviewer is asked for a reason: the case is open,
+        the action allowed, the reviewer may act (and is not approving their own request).
+        A refusal is audited like any other; the operation itself checks everything again."""
+        case, closed = await self._read(case_id)
+        try:
+            if closed is not None:
+                raise closed
+            if action in ("approve", "reject"):
+                await self._check_decision(case, reviewer, action, None, None, with_reason=False)
+                return
+            if action == "request_info":
+                self._check_info_request(case)
+            elif action != "acknowledge":
+                raise DecisionRefused("action_not_allowed", f"{action!r} is not an action.")
+            await self._authorize(case, self._lane(case), reviewer)
+        except DecisionRefused as exc:
+            await self._refuse(case_id, reviewer.key, exc, action)
+            raise
+
+    def _check_info_request(self, case: _Case) -> None:
+        if "request_info" not in case.body.get("actions", []):
+            raise DecisionRefused(
+                "action_not_allowed", "This case does not allow requests for information."
+            )
+        if case.row["status"] == "info_requested":
+            raise DecisionRefused(
+                "info_already_requested",
+                "Information was already requested; wait for the workflow's answer.",
+            )
 
     def _lane(self, case: _Case) -> Lane:
         lane = self.policy.lane(str(case.row["lane"]))
@@ -271,7 +318,14 @@ class Service:
         )
 
     async def _check_decision(
-        self, case: _Case, reviewer: Reviewer, action: str, code: str | None, reason: str | None
+        self,
+        case: _Case,
+        reviewer: Reviewer,
+        action: str,
+        code: str | None,
+        reason: str | None,
+        *,
+        with_reason: bool = True,
     ) -> Lane:
         if action not in ("approve", "reject") or action not in case.body.get("actions", []):
             allowed = [a for a in case.body.get("actions", []) if a != "request_info"]
@@ -285,7 +339,8 @@ class Service:
             raise DecisionRefused(
                 "self_approval", "You requested this case, so you cannot approve it yourself."
             )
-        self._check_reason(case, action, code, reason)
+        if with_reason:
+            self._check_reason(case, action, code, reason)
         return lane
 
     async def _try_decide(
@@ -396,15 +451,7 @@ class Service:
             try:
                 if closed is not None:
                     raise closed
-                if "request_info" not in case.body.get("actions", []):
-                    raise DecisionRefused(
-                        "action_not_allowed", "This case does not allow requests for information."
-                    )
-                if case.row["status"] == "info_requested":
-                    raise DecisionRefused(
-                        "info_already_requested",
-                        "Information was already requested; wait for the workflow's answer.",
-                    )
+                self._check_info_request(case)
                 if not question:
                     raise DecisionRefused(
                         "question_required", "Write the question for the workflow."

@@ -106,22 +106,26 @@ def validation_error(exc: ValidationError | RequestValidationError, what: str) -
 
 
 DRAIN_LIMIT = 8 * 1024 * 1024
+PLATFORM_BODY_BYTES = 2 * 1024 * 1024
 
 
-def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
-    """Refuse bodies over `limit` bytes with 413, whether or not Content-Length says so."""
+def body_limit(app: ASGIApp, limit: int, paths: Mapping[str, int] | None = None) -> ASGIApp:
+    """Refuse bodies over `limit` bytes (or `paths[path]`) with 413, whether or not
+    Content-Length says so."""
+    special = dict(paths or {})
 
     async def limited(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await app(scope, receive, send)
             return
+        limit_here = special.get(scope["path"], limit)
         declared = 0
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 declared = int(value) if value.isdigit() else DRAIN_LIMIT + 1
         chunks: list[bytes] = []
         size = 0
-        too_big = declared > limit
+        too_big = declared > limit_here
         if declared <= DRAIN_LIMIT:
             # Read the body (keeping it only while under the limit) so that a client
             # still sending gets to read the 413 instead of a reset connection.
@@ -131,7 +135,7 @@ def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
                     return
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                too_big = too_big or size > limit
+                too_big = too_big or size > limit_here
                 if not too_big:
                     chunks.append(chunk)
                 if not message.get("more_body", False) or size > DRAIN_LIMIT:
@@ -140,7 +144,7 @@ def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
             body = orjson.dumps(
                 {
                     "error": "too_large",
-                    "message": f"the body is larger than {limit // 1024} KiB; send less "
+                    "message": f"the body is larger than {limit_here // 1024} KiB; send less "
                     "(summaries and evidence can link to the full text)",
                 }
             )
@@ -470,7 +474,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def rest(scope: Scope, receive: Receive, send: Send) -> None:
         await FastAPI.__call__(app, scope, receive, send)
 
-    app.front = body_limit(fast_intake(rest), MAX_BODY_BYTES)
+    surface_limits = {}
+    for surface in runtime.surfaces:
+        for path, endpoint in surface.routes().items():
+            app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+            # a platform's payload carries the whole message it came from
+            surface_limits[path] = PLATFORM_BODY_BYTES
+    app.front = body_limit(fast_intake(rest), MAX_BODY_BYTES, surface_limits)
     return app
 
 

@@ -1,0 +1,185 @@
+"""Reviewers' clicks and modal submissions, on a Bolt `AsyncApp`.
+
+Slack wants every interaction acknowledged within 3 seconds, and a `trigger_id` is
+good for 3 seconds too. So a click is acknowledged first, then checked (is the case
+open, may this person act on it: the answers are cached lookups), then answered with
+a modal, or with an ephemeral message saying why not. A modal submission is the
+decision itself: the decision service decides before the HTTP answer, so a missing
+reason comes back as `response_action: errors` next to the field that needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import blocks
+from bot.errors import DecisionRefused, NotFound
+from bot.protocols import Reviewer
+
+if TYPE_CHECKING:
+    from bot.service import Service
+
+log = logging.getLogger(__name__)
+
+CLICK = re.compile(r"^signoff_(approve|reject|request_info|acknowledge|full_context)$")
+FIELD_OF = {
+    "reason_code_required": blocks.CODE_BLOCK,
+    "unknown_reason_code": blocks.CODE_BLOCK,
+    "reason_required": blocks.REASON_BLOCK,
+    "reason_too_long": blocks.REASON_BLOCK,
+    "question_required": blocks.QUESTION_BLOCK,
+}
+
+
+def reviewer_of(body: dict[str, Any]) -> Reviewer:
+    user = body.get("user") or {}
+    name = user.get("username") or user.get("name")
+    return Reviewer("slack", str(user.get("id", "")), str(name) if name else None)
+
+
+def where(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The channel and message a click came from."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    return channel, ts
+
+
+def submitted(view: dict[str, Any], block: str, action: str) -> str | None:
+    value = ((view.get("state") or {}).get("values") or {}).get(block, {}).get(action) or {}
+    if value.get("type") == "static_select":
+        option = value.get("selected_option") or {}
+        return option.get("value")
+    text = value.get("value")
+    return str(text) if text is not None else None
+
+
+def refusal_view(exc: DecisionRefused, field: str | None) -> dict[str, Any]:
+    """The HTTP answer to a submission the service refused."""
+    if field is not None:
+        return {"response_action": "errors", "errors": {field: exc.message}}
+    return {"response_action": "update", "view": blocks.message_modal("Not recorded", exc.message)}
+
+
+class Interactions:
+    """The Bolt listeners, bound to the decision service."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._service: Service | None = None
+
+    def bind(self, service: Service) -> None:
+        self._service = service
+
+    def unbind(self) -> None:
+        self._service = None
+
+    @property
+    def bound(self) -> bool:
+        return self._service is not None
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            raise DecisionRefused("starting", "Signoff is starting; click again in a moment.")
+        return self._service
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(CLICK)(self.on_click)
+        app.view(blocks.DECIDE_VIEW)(self.on_decide)
+        app.view(blocks.INFO_VIEW)(self.on_info)
+
+    async def _tell(self, body: dict[str, Any], text: str) -> None:
+        """An ephemeral message to the person who clicked."""
+        channel, _ = where(body)
+        user = reviewer_of(body).user_id
+        try:
+            if channel:
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, text=blocks.fit(text, 3000)[0]
+                )
+        except SlackClientError:
+            log.warning("could not tell %s in %s: %s", user, channel, text)
+
+    async def on_click(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()  # first, always: Slack gives 3 seconds
+        match = CLICK.match(str(action.get("action_id", "")))
+        verb = match.group(1) if match else ""
+        case_id = str(action.get("value", ""))
+        reviewer = reviewer_of(body)
+        channel, ts = where(body)
+        trigger = str(body.get("trigger_id", ""))
+        try:
+            if verb == "full_context":
+                card = await self.service.card(case_id)
+                await self.client.views_open(
+                    trigger_id=trigger, view=blocks.full_context_modal(card)
+                )
+                return
+            if verb == "acknowledge":
+                await self.service.acknowledge(case_id, reviewer)
+                return
+            await self.service.precheck(case_id, reviewer, verb)
+            card = await self.service.card(case_id)
+            meta = blocks.metadata(case_id, verb, channel, ts)
+            view = (
+                blocks.info_modal(card, meta)
+                if verb == "request_info"
+                else blocks.decision_modal(card, verb, meta)
+            )
+            await self.client.views_open(trigger_id=trigger, view=view)
+        except DecisionRefused as exc:
+            await self._tell(body, exc.message)
+        except NotFound:
+            await self._tell(body, "Signoff has no such case any more.")
+        except SlackClientError as exc:
+            log.warning("click on %s by %s: Slack refused the modal: %s", case_id, reviewer, exc)
+            await self._tell(body, "Slack did not open the form in time; click again.")
+
+    async def on_decide(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = _metadata(view)
+        reviewer = reviewer_of(body)
+        action = str(meta.get("action", ""))
+        try:
+            await self.service.decide(
+                str(meta.get("case", "")),
+                reviewer,
+                action,
+                submitted(view, blocks.CODE_BLOCK, blocks.CODE_ACTION),
+                submitted(view, blocks.REASON_BLOCK, blocks.REASON_ACTION),
+            )
+        except DecisionRefused as exc:
+            await ack(**refusal_view(exc, FIELD_OF.get(exc.code)))
+            return
+        except NotFound:
+            await ack(**refusal_view(DecisionRefused("not_found", "No such case."), None))
+            return
+        await ack()
+
+    async def on_info(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        meta = _metadata(view)
+        question = submitted(view, blocks.QUESTION_BLOCK, blocks.QUESTION_ACTION) or ""
+        try:
+            await self.service.request_info(str(meta.get("case", "")), reviewer_of(body), question)
+        except DecisionRefused as exc:
+            await ack(**refusal_view(exc, FIELD_OF.get(exc.code)))
+            return
+        except NotFound:
+            await ack(**refusal_view(DecisionRefused("not_found", "No such case."), None))
+            return
+        await ack()
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        found = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -1,0 +1,538 @@
+"""A Slack-compatible Web API on 127.0.0.1 for tests, driven by the real slack_sdk client.
+
+It stores what the bot posts, checks every Block Kit payload against Slack's documented
+limits (hand-written, independent of slack_sdk's models), and can fail on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+
+from tests.conftest import free_port
+
+BOT = {"user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0TEAM"}
+BLOCK_TYPES = {"section", "header", "context", "actions", "divider", "input", "image"}
+BLOCK_TYPES |= {"rich_text", "markdown"}
+INPUT_ONLY = {"plain_text_input", "email_text_input", "url_text_input", "number_input"}
+INPUT_ONLY |= {"rich_text_input", "file_input"}
+SELECTS = {"static_select", "multi_static_select", "external_select", "multi_external_select"}
+SELECTS |= {"users_select", "multi_users_select", "conversations_select", "channels_select"}
+SELECTS |= {"multi_conversations_select", "multi_channels_select"}
+ELEMENTS = {"button", "overflow", "datepicker", "timepicker", "datetimepicker", "image"}
+ELEMENTS |= {"radio_buttons", "checkboxes"} | INPUT_ONLY | SELECTS
+JSON_FIELDS = ("blocks", "view", "attachments", "metadata")
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+# kind -> text-object fields: name -> (limit, plain_text only, required)
+TEXTS: dict[str, dict[str, tuple[int, bool, bool]]] = {
+    "header": {"text": (150, True, True)},
+    "section": {"text": (3000, False, False)},
+    "input": {"label": (2000, True, True), "hint": (2000, True, False)},
+    "image": {"title": (2000, True, False)},
+    "element": {"placeholder": (150, True, False)},
+    "button": {"text": (75, True, True)},
+    "option": {"text": (75, True, True), "description": (75, True, False)},
+    "rich_option": {"text": (75, False, True), "description": (75, False, False)},
+    "confirm": {"title": (100, True, True), "text": (300, False, True)}
+    | {"confirm": (30, True, True), "deny": (30, True, True)},
+    "modal": {"title": (24, True, True), "submit": (24, True, False), "close": (24, True, False)},
+}
+# kind -> string fields: name -> (limit, required)
+STRINGS: dict[str, dict[str, tuple[int, bool]]] = {
+    "block": {"block_id": (255, False)},
+    "element": {"action_id": (255, False)},
+    "button": {"value": (2000, False), "url": (3000, False)},
+    "image": {"image_url": (3000, False), "alt_text": (2000, True)},
+    "option": {"value": (150, True), "url": (3000, False)},
+    "markdown": {"text": (12000, True)},
+    "view": {"private_metadata": (3000, False), "callback_id": (255, False)}
+    | {"external_id": (255, False)},
+}
+STRINGS["rich_option"] = STRINGS["option"]
+MOST_OPTIONS = {"overflow": 5, "radio_buttons": 10, "checkboxes": 10}
+OPTIONED = {"static_select", "multi_static_select"} | set(MOST_OPTIONS)
+
+
+class Checker:
+    """Collects `<path>: <what>` for every Block Kit limit a payload breaks."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def bad(self, path: str, what: str) -> None:
+        self.errors.append(f"{path}: {what}")
+
+    def length(self, path: str, value: Any, limit: int, required: bool = False) -> None:
+        if value is None or value == "":
+            if required:
+                self.bad(path, "must be a non-empty string")
+        elif not isinstance(value, str):
+            self.bad(path, "must be a string")
+        elif len(value) > limit:
+            self.bad(path, f"must be at most {limit} characters, got {len(value)}")
+
+    def text(self, path: str, obj: Any, limit: int, plain: bool = False) -> None:
+        if not isinstance(obj, dict):
+            self.bad(path, "is required" if obj is None else "must be a text object")
+            return
+        kind = obj.get("type")
+        if kind not in ("plain_text", "mrkdwn"):
+            self.bad(f"{path}.type", f"must be plain_text or mrkdwn, got {kind!r}")
+        elif plain and kind != "plain_text":
+            self.bad(f"{path}.type", "must be plain_text")
+        self.length(f"{path}.text", obj.get("text"), limit, required=True)
+
+    def spec(self, path: str, obj: dict[str, Any], kind: str) -> None:
+        for name, (limit, plain, required) in TEXTS.get(kind, {}).items():
+            if required or name in obj:
+                self.text(f"{path}.{name}", obj.get(name), limit, plain)
+        for name, (limit, required) in STRINGS.get(kind, {}).items():
+            self.length(f"{path}.{name}", obj.get(name), limit, required)
+
+    def unique(self, path: str, value: Any, seen: set[str]) -> None:
+        if isinstance(value, str) and value in seen:
+            self.bad(path, f"duplicate {value!r}")
+        elif isinstance(value, str):
+            seen.add(value)
+
+    def items(self, path: str, value: Any, most: int, least: int = 1) -> list[Any]:
+        if not isinstance(value, list):
+            self.bad(path, "must be an array")
+            return []
+        if not least <= len(value) <= most:
+            self.bad(path, f"must have {least} to {most} items, got {len(value)}")
+        return value
+
+    def blocks(self, path: str, blocks: Any, most: int) -> None:
+        block_ids: set[str] = set()
+        for i, block in enumerate(self.items(path, blocks, most, least=0)):
+            at = f"{path}[{i}]"
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in BLOCK_TYPES:
+                self.bad(f"{at}.type", f"unknown block type {kind!r}")
+                continue
+            self.spec(at, block, "block")
+            self.spec(at, block, kind)
+            self.unique(f"{at}.block_id", block.get("block_id"), block_ids)
+            if kind == "section":
+                if "text" not in block and "fields" not in block:
+                    self.bad(at, "needs text or fields")
+                for j, item in enumerate(
+                    self.items(f"{at}.fields", block.get("fields", []), 10, 0)
+                ):
+                    self.text(f"{at}.fields[{j}]", item, 2000)
+                if "accessory" in block:
+                    self.element(f"{at}.accessory", block["accessory"], set(), INPUT_ONLY)
+            elif kind in ("context", "actions"):
+                action_ids: set[str] = set()
+                elements = self.items(
+                    f"{at}.elements", block.get("elements"), {"context": 10}.get(kind, 25)
+                )
+                for j, item in enumerate(elements):
+                    if kind == "actions":
+                        self.element(
+                            f"{at}.elements[{j}]", item, action_ids, INPUT_ONLY | {"image"}
+                        )
+                    elif isinstance(item, dict) and item.get("type") == "image":
+                        self.spec(f"{at}.elements[{j}]", item, "image")
+                    else:
+                        self.text(f"{at}.elements[{j}]", item, 3000)
+            elif kind == "input":
+                forbidden = {"button", "overflow", "image"}
+                self.element(f"{at}.element", block.get("element"), set(), forbidden)
+            elif kind == "rich_text":
+                self.items(f"{at}.elements", block.get("elements"), 10_000)
+
+    def element(self, path: str, el: Any, action_ids: set[str], forbidden: set[str]) -> None:
+        kind = el.get("type") if isinstance(el, dict) else None
+        if kind not in ELEMENTS or kind in forbidden:
+            self.bad(f"{path}.type", f"element type {kind!r} is not allowed here")
+            return
+        self.spec(path, el, kind)
+        if kind == "image":
+            return
+        self.spec(path, el, "element")
+        self.unique(f"{path}.action_id", el.get("action_id"), action_ids)
+        if "confirm" in el:
+            confirm = el["confirm"]
+            self.spec(f"{path}.confirm", confirm if isinstance(confirm, dict) else {}, "confirm")
+        if el.get("style") not in (None, "primary", "danger"):
+            self.bad(f"{path}.style", f"must be primary or danger, got {el['style']!r}")
+        if kind in OPTIONED:
+            self.options(path, el, kind)
+
+    def options(self, path: str, el: dict[str, Any], kind: str) -> None:
+        values: set[Any] = set()
+        grouped = "option_groups" in el
+        groups = self.items(f"{path}.option_groups", el["option_groups"], 100) if grouped else [el]
+        option = (
+            "option"
+            if kind in ("overflow", "static_select", "multi_static_select")
+            else "rich_option"
+        )
+        for g, group in enumerate(groups):
+            at = f"{path}.option_groups[{g}]" if grouped else path
+            if grouped:
+                self.text(f"{at}.label", group.get("label"), 75, plain=True)
+            for j, opt in enumerate(
+                self.items(f"{at}.options", group.get("options"), MOST_OPTIONS.get(kind, 100))
+            ):
+                self.spec(f"{at}.options[{j}]", opt if isinstance(opt, dict) else {}, option)
+                values.add(opt.get("value") if isinstance(opt, dict) else None)
+        chosen = [el["initial_option"]] if "initial_option" in el else el.get("initial_options", [])
+        for opt in chosen:
+            if not isinstance(opt, dict) or opt.get("value") not in values:
+                self.bad(f"{path}.initial_option", "must be one of the element's options")
+
+    def view(self, view: Any) -> None:
+        if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
+            self.bad("view.type", "must be modal or home")
+            return
+        self.spec("view", view, "view")
+        if view["type"] == "modal":
+            self.spec("view", view, "modal")
+            blocks: list[Any] = view["blocks"] if isinstance(view.get("blocks"), list) else []
+            kinds = [b.get("type") for b in blocks if isinstance(b, dict)]
+            if "submit" not in view and "input" in kinds:
+                self.bad("view.submit", "is required when the view has input blocks")
+        self.blocks("view.blocks", view.get("blocks"), 100)
+
+
+def check_message(params: dict[str, Any]) -> list[str]:
+    """Block Kit and text checks for chat.postMessage/update/postEphemeral."""
+    checker = Checker()
+    if params.get("blocks") is not None:
+        checker.blocks("blocks", params["blocks"], 50)
+    checker.length("text", params.get("text"), 40000)
+    return checker.errors
+
+
+def check_view(view: Any) -> list[str]:
+    checker = Checker()
+    checker.view(view)
+    return checker.errors
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    at: float
+    status: int = 200
+    response: dict[str, Any] | None = None
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str | None
+    blocks: list[Any] | None
+    thread_ts: str | None = None
+    reply_broadcast: bool = False
+    user: str | None = None  # the recipient of an ephemeral message
+    edits: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "message", "user": BOT["user_id"], "ts": self.ts}
+        out["bot_id"] = BOT["bot_id"]
+        out |= {"text": self.text or "", "blocks": self.blocks or []}
+        return out | ({"thread_ts": self.thread_ts} if self.thread_ts else {})
+
+
+@dataclass
+class Failure:
+    status: int
+    times: int
+    retry_after: int
+
+
+def truthy(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
+
+
+@dataclass
+class SlackApi:
+    users: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # id -> name/email/...
+    groups: Mapping[str, Iterable[str]] = field(default_factory=dict)  # usergroup -> user ids
+    url: str = ""
+    delay: float = 0.0  # seconds to wait before answering any call
+    calls: list[Call] = field(default_factory=list)
+    rejected: list[Call] = field(default_factory=list)  # answered by fail()/outage()
+    violations: list[str] = field(default_factory=list)
+    messages: defaultdict[str, list[Message]] = field(default_factory=lambda: defaultdict(list))
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_call: list[Callable[[Call], None]] = field(default_factory=list)
+    failures: dict[str, list[Failure]] = field(default_factory=dict)
+    down: bool = False
+    clock: int = 0
+
+    def fail(self, method: str, status: int = 429, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` ("*" = any) with HTTP `status`."""
+        self.failures.setdefault(method, []).append(Failure(status, times, retry_after))
+
+    def outage(self, on: bool = True) -> None:
+        self.down = on
+
+    def of(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def message(self, channel: str, ts: str) -> Message | None:
+        return next((m for m in self.messages[channel] if m.ts == ts and not m.user), None)
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        return [m for m in self.messages[channel] if m.thread_ts == ts and m.ts != ts]
+
+    async def wait_for(self, predicate: Callable[[SlackApi], Any], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                seen = ", ".join(f"{c.method}:{(c.response or {}).get('ok')}" for c in self.calls)
+                raise AssertionError(
+                    f"Slack API condition not met within {timeout}s; calls: [{seen}]; "
+                    f"rejected: {len(self.rejected)}; violations: {self.violations}"
+                )
+            await asyncio.sleep(0.01)
+
+    def next_ts(self) -> str:
+        self.clock += 100
+        return f"{1_700_000_000 + self.clock // 1_000_000}.{self.clock % 1_000_000:06d}"
+
+    def injected(self, method: str) -> Failure | None:
+        if self.down:
+            return Failure(503, 1, 0)
+        for key in (method, "*"):
+            queue = self.failures.get(key, [])
+            if queue:
+                queue[0].times -= 1
+                return queue.pop(0) if queue[0].times <= 0 else queue[0]
+        return None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            event = await receive()
+            raw += event.get("body", b"")
+            if not event.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path: str = scope["path"]
+        if not path.startswith("/api/"):
+            await respond(send, 404, b"not found", "text/plain")
+            return
+        call = Call(
+            path.removeprefix("/api/"), decode(scope, headers, raw), headers, time.monotonic()
+        )
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        failure = self.injected(call.method)
+        if failure is not None:
+            call.status = failure.status
+            self.rejected.append(call)
+            if failure.status == 429:
+                extra = [(b"retry-after", str(failure.retry_after).encode())]
+                await respond(send, 429, b'{"ok":false,"error":"ratelimited"}', extra=extra)
+            else:
+                await respond(send, failure.status, b"upstream error", "text/html")
+        else:
+            call.response = self.answer(call)
+            self.calls.append(call)
+            await respond(send, 200, json.dumps(call.response).encode())
+        for hook in self.on_call:
+            hook(call)
+
+    def answer(self, call: Call) -> dict[str, Any]:
+        auth = call.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            return {"ok": False, "error": "not_authed"}
+        if not auth.removeprefix("Bearer ").startswith("xoxb-"):
+            return {"ok": False, "error": "invalid_auth"}
+        handler = getattr(self, "do_" + call.method.replace(".", "_"), None)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        result: dict[str, Any] = handler(call.params)
+        if not result["ok"] and ("errors" in result or result["error"] in SHAPE_ERRORS):
+            self.violations += [
+                f"{call.method}: {e}" for e in result.get("errors", [result["error"]])
+            ]
+        return result
+
+    def post_checks(self, p: dict[str, Any], needs: tuple[str, ...]) -> dict[str, Any] | None:
+        if not p.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if any(not p.get(key) for key in needs):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(p.get("blocks", []), list):
+            return {"ok": False, "error": "invalid_blocks_format"}
+        if not p.get("text") and not p.get("blocks") and not p.get("attachments"):
+            return {"ok": False, "error": "no_text"}
+        errors = check_message(p)
+        if any(e.startswith("text:") for e in errors):
+            return {"ok": False, "error": "msg_too_long", "errors": errors}
+        return {"ok": False, "error": "invalid_blocks", "errors": errors} if errors else None
+
+    def do_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://example.slack.com/", "team": "Test", **BOT}
+
+    def do_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        if error := self.post_checks(p, ()):
+            return error
+        message = Message(p["channel"], self.next_ts(), p.get("text"), p.get("blocks"))
+        message.thread_ts = p.get("thread_ts") or None
+        message.reply_broadcast = truthy(p.get("reply_broadcast"))
+        self.messages[message.channel].append(message)
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": message.to_dict(),
+        }
+
+    def do_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        if error := self.post_checks(p, ("ts",)):
+            return error
+        message = self.message(p["channel"], p["ts"])
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if "text" in p:
+            message.text = p["text"]
+        if "blocks" in p:
+            message.blocks = p["blocks"]
+        message.edits += 1
+        body = {"channel": message.channel, "ts": message.ts, "text": message.text or ""}
+        return {"ok": True, **body, "message": message.to_dict()}
+
+    def do_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        if error := self.post_checks(p, ("user",)):
+            return error
+        message = Message(p["channel"], self.next_ts(), p.get("text"), p.get("blocks"))
+        message.thread_ts, message.user = p.get("thread_ts") or None, p["user"]
+        self.messages[message.channel].append(message)
+        return {"ok": True, "message_ts": message.ts}
+
+    def do_chat_getPermalink(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("channel") or not p.get("message_ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        stamp = str(p["message_ts"]).replace(".", "")
+        link = f"https://example.slack.com/archives/{p['channel']}/p{stamp}"
+        return {"ok": True, "channel": p["channel"], "permalink": link}
+
+    def save_view(self, p: dict[str, Any], view_id: str, needs: str) -> dict[str, Any]:
+        if not p.get(needs) or not isinstance(p.get("view"), dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        if errors := check_view(p["view"]):
+            messages = [f"[ERROR] {e}" for e in errors]
+            return {"ok": False, "error": "invalid_arguments", "errors": errors} | {
+                "response_metadata": {"messages": messages}
+            }
+        view = {"id": view_id, "team_id": BOT["team_id"], "state": {"values": {}}, **p["view"]}
+        view |= {"hash": self.next_ts(), "bot_id": BOT["bot_id"]}
+        self.views[view_id] = view
+        return {"ok": True, "view": view}
+
+    def do_views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self.save_view(p, f"V{len(self.views) + 1:010d}", "trigger_id")
+
+    def do_views_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = p.get("view_id") or p.get("external_id")
+        found = [v for v in self.views.values() if key in (v["id"], v.get("external_id"))]
+        if not key or not found:
+            return {"ok": False, "error": "not_found"}
+        if p.get("hash") and p["hash"] != found[0]["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        return self.save_view(p, found[0]["id"], "view")
+
+    def do_usergroups_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("usergroup") not in self.groups:
+            return {"ok": False, "error": "no_such_subteam"}
+        members = self.groups[p["usergroup"]]
+        return {"ok": True, "users": sorted(members) if isinstance(members, set) else list(members)}
+
+    def do_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("user") not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        info = dict(self.users[p["user"]])
+        name = info.pop("name", p["user"].lower())
+        real_name = info.pop("real_name", name)
+        profile = {"real_name": real_name, "display_name": info.pop("display_name", name)}
+        profile |= {"email": info.pop("email")} if "email" in info else {}
+        user = {"id": p["user"], "team_id": BOT["team_id"], "name": name, "real_name": real_name}
+        return {
+            "ok": True,
+            "user": user | {"deleted": False, "is_bot": False, **info, "profile": profile},
+        }
+
+    def do_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        users = [u for u in str(p.get("users", "")).split(",") if u]
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        return {"ok": True, "channel": {"id": ("D" if len(users) == 1 else "G") + "".join(users)}}
+
+
+SHAPE_ERRORS = {"invalid_arguments", "channel_not_found", "no_text", "invalid_blocks_format"}
+
+
+def decode(scope: MutableMapping[str, Any], headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+    """Query string, then a JSON or form body; JSON-encoded blocks/view become objects."""
+    query = scope.get("query_string", b"").decode()
+    params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    if headers.get("content-type", "").startswith("application/json") and raw:
+        params.update(json.loads(raw))
+    elif raw:
+        params.update(parse_qsl(raw.decode(), keep_blank_values=True))
+    for key in JSON_FIELDS:
+        if isinstance(params.get(key), str):
+            with contextlib.suppress(ValueError):  # a bad string: invalid_blocks_format
+                params[key] = json.loads(params[key])
+    return params
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    kind: str = "application/json",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    content_type = f"{kind}; charset=utf-8".encode()
+    headers = [(b"content-type", content_type), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@asynccontextmanager
+async def slack_api(
+    users: Mapping[str, Mapping[str, Any]] | None = None,
+    groups: Mapping[str, Iterable[str]] | None = None,
+) -> AsyncIterator[SlackApi]:
+    """Serve a fresh SlackApi on a free port; its `.url` is the client's base_url."""
+    api = SlackApi(users=users or {}, groups=groups or {})
+    port = free_port()
+    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    api.url = f"http://127.0.0.1:{port}/api/"
+    try:
+        yield api
+    finally:
+        server.should_exit = True
+        await task
