@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.policy import LoadedPolicy
+from pydantic import ValidationError
+
+from bot.policy import LoadedPolicy, explain
 from bot.protocols import CardView, Fact, Link, Outcome
+from bot.schemas import CaseIn
 
 
 def _text(value: Any) -> str:
@@ -15,6 +18,19 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def why_routed(row: Mapping[str, Any], body: Mapping[str, Any], policy: LoadedPolicy) -> list[str]:
+    """Why the matched rule matched, in words (`confidence 0.82 is below 0.90`), when
+    the running policy is the one that routed the case; otherwise nothing."""
+    if row.get("policy_version") != policy.version:
+        return []
+    try:
+        case = CaseIn.model_validate(body)
+    except ValidationError:
+        return []
+    last = explain(policy, case)[-1]
+    return [r for r in last.reasons if r != "no conditions"] if last.matched else []
 
 
 def build_card(
@@ -35,10 +51,12 @@ def build_card(
         else (alternatives[0] if alternatives else None)
     )
     risk = body.get("risk") or {}
-    facts = [Fact(str(k), _text(v)) for k, v in (body.get("facts") or {}).items()]
-    for key in ("amount", "currency", "level", "reversible", "customer_tier"):
-        if risk.get(key) is not None:
-            facts.insert(0, Fact(f"risk.{key}", _text(risk[key])))
+    facts = [
+        Fact(f"risk.{key}", _text(risk[key]))
+        for key in ("amount", "currency", "level", "reversible", "customer_tier")
+        if risk.get(key) is not None
+    ]
+    facts += [Fact(str(k), _text(v)) for k, v in (body.get("facts") or {}).items()]
     outcomes = [
         Outcome(d["action"], d["decided_by"], d["reviewer"], d["reason_code"], d["reason"], d["at"])
         for d in decision_rows
@@ -62,6 +80,7 @@ def build_card(
         runner_up_confidence=runner.get("confidence") if runner else None,
         hide_recommendation=bool(row["blind_review"]) and not decided,
         rule=str(row["rule"]),
+        why=why_routed(row, body, policy),
         flags=list(body.get("flags") or []),
         facts=facts,
         evidence=[

@@ -115,6 +115,7 @@ class CardView:
     outcome: Outcome | None = None
     votes: Sequence[Outcome] = field(default_factory=tuple)
     info_question: str | None = None
+    why: Sequence[str] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,264 @@ async def test_a_second_click_on_a_decided_card_is_answered_politely(lite: Slack
     await lite.slack.wait_for(lambda s: s.of("chat.postEphemeral"))
     text = lite.slack.of("chat.postEphemeral")[0].params["text"]
     assert text == "This case was already approved by slack:U0ALICE."
+
+
+async def test_request_info_loop_question_callback_answer_and_buttons_back(
+    world: SlackWorld,
+) -> None:
+    async with running(Receiver(SECRET)) as hook:
+        submitted = await world.api.submit(case(callback_url=hook.url))
+        card = await world.card_for(submitted["id"])
+        await world.reviewers.click(card, "request_info", "U0CAROL")
+        await world.slack.wait_for(lambda s: s.of("views.open"))
+        view = world.reviewers.opened_view()
+        assert view["callback_id"] == "signoff_info"
+        empty = await world.reviewers.submit(view, "U0CAROL", question=" ")
+        assert empty.json() == {
+            "response_action": "errors",
+            "errors": {"question": "Write the question for the workflow."},
+        }
+        asked = await world.reviewers.submit(view, "U0CAROL", question="Who attended?")
+        assert asked.text == ""
+
+        await world.slack.wait_for(lambda s: s.thread(card.channel, card.ts))
+        assert world.slack.thread(card.channel, card.ts)[0].text == "carol asks: Who attended?"
+        await world.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 1)
+        waiting = world.slack.message(card.channel, card.ts)
+        assert waiting is not None
+        assert "Waiting for the workflow to answer:* Who attended?" in text_of(waiting.blocks)
+        assert actions_of(waiting.blocks) == ["approve", "reject"]
+        await wait_for(lambda: len(hook.received) >= 1)
+        assert hook.received[0].body["type"] == "info_requested"
+        assert hook.received[0].body["question"] == "Who attended?"
+
+        answered = await world.api.post(
+            f"/v1/escalations/{submitted['id']}/info", {"text": "The whole team <!here>"}
+        )
+        assert answered.status_code == 200, answered.text
+        await world.slack.wait_for(lambda s: len(s.thread(card.channel, card.ts)) >= 2)
+        reply = world.slack.thread(card.channel, card.ts)[1].text
+        assert reply == "The workflow answered: The whole team &lt;!here&gt;"
+        await world.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 2)
+        back = world.slack.message(card.channel, card.ts)
+        assert back is not None
+        assert actions_of(back.blocks) == ["approve", "reject", "request_info"]
+        assert "Waiting for the workflow" not in text_of(back.blocks)
+    assert (await status_of(world, submitted["id"]))["status"] == "pending"
+
+
+async def test_stop_the_line_pages_on_call_acknowledge_then_quorum_of_two(
+    world: SlackWorld,
+) -> None:
+    submitted = await world.api.submit(case(flags=["data_leakage"]))
+    assert submitted["lane"] == "stop_the_line"
+    card = await world.card_for(submitted["id"])
+    assert card.channel == "C0ONCALL"
+    assert actions_of(card.blocks) == ["acknowledge", "approve", "reject", "request_info"]
+    assert "Waiting for on-call to acknowledge" in text_of(card.blocks)
+
+    await world.slack.wait_for(lambda s: len(s.of("conversations.open")) == 3)
+    page = world.slack.thread(card.channel, card.ts)[0]
+    assert page.text.startswith("<!subteam^S0ONCALL> 🚨 Stop the line")
+    assert page.reply_broadcast
+    opened = sorted(c.params["users"] for c in world.slack.of("conversations.open"))
+    assert opened == ["U0OPS1", "U0OPS2", "U0OPS3"]
+    await world.slack.wait_for(
+        lambda s: sum(1 for c in s.of("chat.postMessage") if c.params["channel"][0] == "D") == 3
+    )
+    dm = next(c for c in world.slack.of("chat.postMessage") if c.params["channel"] == "DU0OPS1")
+    assert "You are on call" in dm.params["text"]
+    assert "|Open the card>" in dm.params["text"]
+
+    outsider = await world.reviewers.click(card, "acknowledge", "U0ALICE")
+    assert outsider.status_code == 200
+    await world.slack.wait_for(lambda s: s.of("chat.postEphemeral"))
+    await world.reviewers.click(card, "acknowledge", "U0OPS1")
+    await world.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 1)
+    acked = world.slack.message(card.channel, card.ts)
+    assert acked is not None
+    assert "Acknowledged by <@U0OPS1>" in text_of(acked.blocks)
+    assert actions_of(acked.blocks) == ["approve", "reject", "request_info"]
+
+    first = await world.reviewers.decide(acked, "approve", "U0OPS1", "policy_match")
+    assert first.text == ""
+    assert (await status_of(world, submitted["id"]))["status"] == "pending"  # 1 of 2
+    await world.slack.wait_for(
+        lambda s: "voted `approve`" in text_of(s.message(card.channel, card.ts).blocks)
+    )
+    second = await world.reviewers.decide(acked, "approve", "U0OPS2", "policy_match")
+    assert second.text == ""
+    found = await status_of(world, submitted["id"])
+    assert found["status"] == "approved"
+    assert {d["reviewer"] for d in found["decisions"]} == {"slack:U0OPS1", "slack:U0OPS2"}
+    assert world.slack.violations == []
+
+
+def one_card_each(world: SlackWorld, ids: list[str]) -> None:
+    for case_id in ids:
+        cards = [
+            m
+            for messages in world.slack.messages.values()
+            for m in messages
+            if m.thread_ts is None and m.user is None and case_id in text_of(m.blocks)
+        ]
+        assert len(cards) == 1, f"case {case_id} has {len(cards)} cards"
+
+
+async def test_a_429_storm_loses_and_doubles_no_card(lite: SlackWorld) -> None:
+    lite.slack.fail("chat.postMessage", status=429, times=8, retry_after=0)
+    ids = [(await lite.api.submit(case(title=f"Expense {n}")))["id"] for n in range(5)]
+    for case_id in ids:
+        await lite.card_for(case_id)
+    one_card_each(lite, ids)
+    assert sum(1 for c in lite.slack.rejected if c.status == 429) == 8
+    assert lite.slack.violations == []
+
+
+async def test_a_slack_outage_loses_no_card_and_no_update(lite: SlackWorld) -> None:
+    first = await lite.api.submit()
+    card = await lite.card_for(first["id"])
+    await lite.reviewers.click(card, "approve", "U0ALICE")
+    await lite.slack.wait_for(lambda s: s.of("views.open"))
+    view = lite.reviewers.opened_view()
+
+    lite.slack.outage(True)
+    ids = [(await lite.api.submit(case(title=f"During the outage {n}")))["id"] for n in range(3)]
+    decided = await lite.reviewers.submit(view, "U0ALICE", code="policy_match")
+    assert decided.text == ""  # the decision needs no Slack call: it is in the store
+    await lite.slack.wait_for(lambda s: len(s.rejected) >= 4)
+    assert lite.slack.message(card.channel, card.ts).edits == 0
+
+    lite.slack.outage(False)
+    for case_id in ids:
+        await lite.card_for(case_id)
+    await lite.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 1)
+    await lite.slack.wait_for(lambda s: s.thread(card.channel, card.ts))
+    await asyncio.sleep(1.0)  # any doubled delivery would land by now
+    one_card_each(lite, [first["id"], *ids])
+    assert lite.slack.message(card.channel, card.ts).edits == 1
+    assert len(lite.slack.thread(card.channel, card.ts)) == 1
+    deliveries = (await status_of(lite, first["id"]))["deliveries"]
+    assert {d["status"] for d in deliveries} == {"delivered"}
+
+
+def mrkdwn_texts(value: Any) -> list[str]:
+    """Every string Slack parses as mrkdwn in a message: mrkdwn text objects."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        if value.get("type") == "mrkdwn":
+            found.append(value["text"])
+        for item in value.values():
+            found += mrkdwn_texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += mrkdwn_texts(item)
+    return found
+
+
+async def test_workflow_text_cannot_ping_or_disguise_a_link(lite: SlackWorld) -> None:
+    body = case(
+        title="<!channel> refund now <@U0ALICE>",
+        question="Approve? <!here> <!subteam^S0ONCALL>",
+        summary="Pay at <http://evil.example|https://bank.example.com> & thank <@U0BOB>",
+        facts={"note": "<!everyone> <#C0GENERAL>", "<@U0EVE>": "x"},
+        evidence=[{"label": "<https://evil.example|Receipt>", "url": "https://ok.example/r"}],
+        history=[{"text": "<!channel> earlier", "actor": "agent"}],
+    )
+    submitted = await lite.api.submit(body)
+    card = await lite.card_for(submitted["id"])
+    post = lite.slack.of("chat.postMessage")[0].params
+    parsed = [post["text"], *mrkdwn_texts(post["blocks"])]
+    everything = "\n".join(parsed)
+    for dangerous in (
+        "<!channel>",
+        "<!here>",
+        "<!everyone>",
+        "<!subteam",
+        "<@U0ALICE>",
+        "<@U0BOB>",
+        "<@U0EVE>",
+        "<#C0GENERAL>",
+        "<http://evil",
+        "<https://evil",
+    ):
+        assert dangerous not in everything, dangerous
+    assert "&lt;!channel&gt; refund now &lt;@U0ALICE&gt;" in post["text"]
+    assert "&lt;http://evil.example|https://bank.example.com&gt; &amp; thank" in everything
+    assert "<https://ok.example/r|&lt;https://evil.example|Receipt&gt;>" in everything
+    # plain_text is never parsed: the header shows the title as the workflow wrote it
+    assert card.blocks is not None
+    assert card.blocks[0]["text"]["type"] == "plain_text"
+    assert lite.slack.violations == []
+
+
+async def test_200_facts_and_a_50_kb_summary_fit_and_open_in_full(lite: SlackWorld) -> None:
+    facts = {f"fact_{n:03d}": f"value {n} " * 30 for n in range(200)}
+    summary = "".join(f"Paragraph {n}: " + "lorem ipsum & <dolor> " * 20 + "\n" for n in range(120))
+    assert len(summary) > 50_000
+    submitted = await lite.api.submit(case(facts=facts, summary=summary))
+    card = await lite.card_for(submitted["id"])
+    assert card.blocks is not None
+    assert len(card.blocks) <= 50
+    assert lite.slack.violations == []
+    assert "full_context" in actions_of(card.blocks)
+    assert "more facts in the full context" in text_of(card.blocks)
+
+    await lite.reviewers.click(card, "full_context", "U0BOB")  # anyone may read it
+    await lite.slack.wait_for(lambda s: s.of("views.open"))
+    modal = lite.reviewers.opened_view()
+    assert modal["title"]["text"] == "Full context"
+    assert len(modal["blocks"]) <= 100
+    assert "fact_199" in text_of(modal["blocks"])
+    assert lite.slack.violations == []
+
+
+async def test_blind_review_hides_then_reveals_the_recommendation(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    from tests.slack_harness import SLACK_POLICY
+
+    blind = tmp_path / "blind.yaml"
+    blind.write_text(SLACK_POLICY.read_text().replace("blind_review: 0.0", "blind_review: 1.0"))
+    async with slack_world(sqlite_url, policy=str(blind)) as world:
+        submitted = await world.api.submit()
+        card = await world.card_for(submitted["id"])
+        assert "hidden for blind review" in text_of(card.blocks)
+        assert "82%" not in text_of(card.blocks)
+        assert "Within the per-head limit" not in text_of(card.blocks)
+        await world.reviewers.click(card, "approve", "U0ALICE")
+        await world.slack.wait_for(lambda s: s.of("views.open"))
+        view = world.reviewers.opened_view()
+        reason = view["blocks"][-1]
+        assert reason["optional"] is False
+        assert "82%" not in text_of(view["blocks"])
+        answer = await world.reviewers.submit(view, "U0ALICE", code="policy_match", reason="ok")
+        assert answer.text == ""
+        await world.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 1)
+        revealed = world.slack.message(card.channel, card.ts)
+        assert revealed is not None
+        assert "`approve` at 82%" in text_of(revealed.blocks)
+
+
+async def test_unsigned_forged_or_stale_clicks_are_refused_with_401(lite: SlackWorld) -> None:
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    payload = lite.reviewers.click_payload(card, "approve", "U0ALICE")
+    wrong = await lite.reviewers.send(payload, secret="not-the-secret")
+    stale = await lite.reviewers.send(payload, at=int(time.time()) - 301)
+    unsigned = await lite.reviewers.client.post(
+        "/slack/events", content=b"payload=%7B%7D", headers={"Content-Type": "text/plain"}
+    )
+    assert [wrong.status_code, stale.status_code, unsigned.status_code] == [401, 401, 401]
+    await asyncio.sleep(0.2)
+    assert lite.slack.of("views.open") == []
+    assert (await status_of(lite, submitted["id"]))["events"][-1]["type"] != "refused"
+
+
+def test_the_harness_signs_as_slack_does() -> None:
+    from tests.slack_harness import fixture, slack_signature
+
+    vector = fixture("signature_test_vector.json")
+    expected = vector["headers"]["X-Slack-Signature"]
+    signed = slack_signature(vector["signing_secret"], vector["timestamp"], vector["body"].encode())
+    assert signed == expected

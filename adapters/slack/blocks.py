@@ -233,7 +233,9 @@ def render_card(card: CardView) -> Rendered:
         rec += f"\n>{rationale}"
     blocks.append(_section(rec))
 
-    why = f"*Why a person:* {fit(card.rule, 500)[0]}"
+    why = f"*Why a person:* {fit(card.rule, 300)[0]}"
+    if card.why:
+        why += f": {fit('; '.join(card.why), 1000)[0]}"
     if card.flags:
         flags, was_cut = fit(", ".join(card.flags), 1500)
         cut |= was_cut
