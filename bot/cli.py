@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 import httpx
+import yaml
 from pydantic import SecretStr, ValidationError
 
 from bot import __version__, signing
@@ -292,6 +293,32 @@ def policy_explain(case_file: Path, policy_file: Path | None) -> None:
     for verdict in explain(loaded, case):
         mark = "MATCH" if verdict.matched else "no   "
         click.echo(f"  {mark} {verdict.label} -> {verdict.lane}: {'; '.join(verdict.reasons)}")
+
+
+@main.group()
+def slack() -> None:
+    """Set up the Slack app."""
+
+
+@slack.command("manifest")
+@click.option("--url", help="Signoff's public base URL; clicks go to URL/slack/events.")
+@click.option("--socket-mode", is_flag=True, help="Take clicks over Socket Mode (no public URL).")
+@click.option("--name", default="Signoff", show_default=True, help="The app's name in Slack.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+)
+def slack_manifest(url: str | None, socket_mode: bool, name: str, fmt: str) -> None:
+    """Print the Slack app manifest (paste it at api.slack.com/apps, "From a manifest")."""
+    from adapters.slack.manifest import manifest
+
+    try:
+        found = manifest(url, socket_mode=socket_mode, name=name)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if fmt == "json":
+        click.echo(json.dumps(found, indent=2))
+    else:
+        click.echo(yaml.safe_dump(found, sort_keys=False), nl=False)
 
 
 @main.group()

@@ -676,3 +676,44 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--workers above 1 needs PostgreSQL" in done.stderr
     assert not (tmp_path / "w.db").exists() or (tmp_path / "w.db").stat().st_size == 0
+
+
+def test_slack_manifest_fills_in_the_interactivity_url_and_the_scopes() -> None:
+    import yaml
+
+    from adapters.slack.manifest import BOT_SCOPES
+
+    result = invoke(["slack", "manifest", "--url", "https://signoff.example.com/"])
+    assert result.exit_code == 0, result.output
+    found = yaml.safe_load(result.stdout)
+    assert found["settings"]["interactivity"] == {
+        "is_enabled": True,
+        "request_url": "https://signoff.example.com/slack/events",
+    }
+    assert found["settings"]["socket_mode_enabled"] is False
+    assert found["oauth_config"]["scopes"]["bot"] == BOT_SCOPES
+    assert BOT_SCOPES == [
+        "chat:write",
+        "im:write",
+        "users:read",
+        "users:read.email",
+        "usergroups:read",
+    ]
+    socket = json.loads(invoke(["slack", "manifest", "--socket-mode", "--format", "json"]).stdout)
+    assert socket["settings"]["socket_mode_enabled"] is True
+    assert "request_url" not in socket["settings"]["interactivity"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give Signoff's public base URL (--url https://...), or --socket-mode"),
+        (["--url", "http://signoff.example.com"], "Slack sends clicks only to an https:// URL"),
+        (["--url", "https://x.example", "--name", "n" * 36], "name has 1 to 35 characters"),
+    ],
+)
+def test_slack_manifest_refuses_what_slack_would(args: list[str], message: str) -> None:
+    result = invoke(["slack", "manifest", *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert message in result.stderr
