@@ -20,7 +20,9 @@ BOT_SCOPES = ["chat:write", "im:write", "users:read", "users:read.email", "userg
 EVENTS_PATH = "/slack/events"
 
 
-def manifest(url: str | None, *, socket_mode: bool = False, name: str = "Signoff") -> dict[str, Any]:
+def manifest(
+    url: str | None, *, socket_mode: bool = False, name: str = "Signoff"
+) -> dict[str, Any]:
     """The manifest. `url` is Signoff's public base URL (HTTP mode); Socket Mode needs none."""
     if not 1 <= len(name) <= 35:
         raise ValueError("a Slack app's name has 1 to 35 characters")
