@@ -41,6 +41,7 @@ def build_card(
     *,
     audit: bool = False,
     info_question: str | None = None,
+    with_why: bool = True,
 ) -> CardView:
     rec = body["recommendation"]
     alternatives = rec.get("alternatives") or []
@@ -80,7 +81,7 @@ def build_card(
         runner_up_confidence=runner.get("confidence") if runner else None,
         hide_recommendation=bool(row["blind_review"]) and not decided,
         rule=str(row["rule"]),
-        why=why_routed(row, body, policy),
+        why=why_routed(row, body, policy) if with_why else [],
         flags=list(body.get("flags") or []),
         facts=facts,
         evidence=[

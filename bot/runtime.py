@@ -85,8 +85,12 @@ class Runtime:
         await self.prepare_database()
         self.store.start()
         self.writer.start()
-        for surface in self.surfaces:
-            await surface.start(self.service)
+        try:
+            for surface in self.surfaces:
+                await surface.start(self.service)
+        except BaseException:
+            await self.stop()  # what started so far, so that nothing is left running
+            raise
         if workers:
             self.outbox.start()
         self.started = True

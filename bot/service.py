@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -86,25 +87,27 @@ class Service:
         return _Case(row, orjson.loads(row["body"]))
 
     async def _read(self, case_id: str) -> tuple[_Case, AlreadyDecided | None]:
-        """The case, and the refusal to give if it is no longer open."""
-        async with self.engine.connect() as conn:
-            case = await self._load(conn, case_id)
-            closed = None if case.row["status"] in OPEN else await self._winner(conn, case)
-        return case, closed
+        """The case, and the refusal to give if it is no longer open. (Through
+        `run_read`, which on SQLite reads inline instead of hopping to a thread.)"""
+        return await self.store.run_read(lambda conn: self._read_now(conn, case_id))
 
-    async def _winner(self, conn: AsyncConnection, case: _Case) -> AlreadyDecided:
-        final = (
-            await conn.execute(
-                select(decisions.c.reviewer, decisions.c.action, decisions.c.decided_by).where(
-                    decisions.c.case_id == case.id, decisions.c.final.is_(True)
-                )
+    def _read_now(self, conn: Connection, case_id: str) -> tuple[_Case, AlreadyDecided | None]:
+        row = conn.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no case with id {case_id!r}", case_id=case_id)
+        case = _Case(row, orjson.loads(row["body"]))
+        if case.row["status"] in OPEN:
+            return case, None
+        final = conn.execute(
+            select(decisions.c.reviewer, decisions.c.action, decisions.c.decided_by).where(
+                decisions.c.case_id == case.id, decisions.c.final.is_(True)
             )
         ).first()
         status = str(case.row["status"])
         if final is None:
-            return AlreadyDecided(status, None, f"This case is already {status}.")
+            return case, AlreadyDecided(status, None, f"This case is already {status}.")
         by = final[0] if final[2] == "human" else final[2]
-        return AlreadyDecided(status, by, f"This case was already {status} by {by}.")
+        return case, AlreadyDecided(status, by, f"This case was already {status} by {by}.")
 
     async def card(self, case_id: str) -> CardView:
         """The case's card as reviewers see it now."""
@@ -122,17 +125,18 @@ class Service:
 
     # -- the checks ----------------------------------------------------------------
 
-    async def precheck(self, case_id: str, reviewer: Reviewer, action: str) -> None:
+    async def precheck(self, case_id: str, reviewer: Reviewer, action: str) -> CardView:
         """What a click checks before the reviewer is asked for a reason: the case is open,
         the action allowed, the reviewer may act (and is not approving their own request).
-        A refusal is audited like any other; the operation itself checks everything again."""
+        A refusal is audited like any other; the operation itself checks everything again.
+        Returns the case's card as far as a form needs it (no votes, no rule explanation)."""
         case, closed = await self._read(case_id)
         try:
             if closed is not None:
                 raise closed
             if action in ("approve", "reject"):
                 await self._check_decision(case, reviewer, action, None, None, with_reason=False)
-                return
+                return build_card(case.row, case.body, [], self.policy, with_why=False)
             if action == "request_info":
                 self._check_info_request(case)
             elif action != "acknowledge":
@@ -141,6 +145,7 @@ class Service:
         except DecisionRefused as exc:
             await self._refuse(case_id, reviewer.key, exc, action)
             raise
+        return build_card(case.row, case.body, [], self.policy, with_why=False)
 
     def _check_info_request(self, case: _Case) -> None:
         if "request_info" not in case.body.get("actions", []):

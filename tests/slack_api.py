@@ -1,7 +1,13 @@
 """A Slack-compatible Web API on 127.0.0.1 for tests, driven by the real slack_sdk client.
 
 It stores what the bot posts, checks every Block Kit payload against Slack's documented
-limits (hand-written, independent of slack_sdk's models), and can fail on demand."""
+limits (hand-written, independent of slack_sdk's models), and can fail on demand.
+
+It also speaks Socket Mode: `apps.connections.open` (with an `xapp-` app-level token)
+hands out a `ws://` URL on the same server, whose WebSocket greets the client with
+`hello` as Slack does; `socket_send` delivers an envelope and waits for the client's
+ack, `socket_disconnect` asks it to reconnect, and the server closes its sockets
+(1001, going away) before it stops."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
@@ -31,6 +38,12 @@ SELECTS |= {"multi_conversations_select", "multi_channels_select"}
 ELEMENTS = {"button", "overflow", "datepicker", "timepicker", "datetimepicker", "image"}
 ELEMENTS |= {"radio_buttons", "checkboxes"} | INPUT_ONLY | SELECTS
 JSON_FIELDS = ("blocks", "view", "attachments", "metadata")
+INTERACTIVE = {"block_actions", "view_submission", "view_closed", "block_suggestion"}
+INTERACTIVE |= {"shortcut", "message_action", "interactive_message"}
+# a payload's type -> the type of the Socket Mode envelope that carries it
+ENVELOPES = {"event_callback": "events_api", "slash_commands": "slash_commands"}
+ENVELOPES |= dict.fromkeys(INTERACTIVE, "interactive")
+DEBUG_INFO = {"host": "applink-fake-0", "build_number": 1, "approximate_connection_time": 18060}
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -260,6 +273,22 @@ class Failure:
     retry_after: int
 
 
+@dataclass(eq=False)
+class Socket:
+    """One Socket Mode connection, as the server holds it."""
+
+    ticket: str
+    send: Send
+    received: list[Any] = field(default_factory=list)  # the client's frames, decoded
+    closed: bool = False
+    close_code: int | None = None  # as the client closed it (1000 = normal), or as we did
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        async with self.lock:
+            await self.send({"type": "websocket.send", "text": json.dumps(frame)})
+
+
 def truthy(value: Any) -> bool:
     return value is True or str(value).lower() in ("1", "true")
 
@@ -279,6 +308,72 @@ class SlackApi:
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     down: bool = False
     clock: int = 0
+    app_id: str = "A0APP"
+    tickets: dict[str, str] = field(default_factory=dict)  # Socket Mode ticket -> app token
+    sockets: list[Socket] = field(default_factory=list)  # every connection, open or closed
+    envelopes: list[dict[str, Any]] = field(default_factory=list)  # as sent by socket_send
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # envelope_id -> the ack
+    ack_timeout: float = 5.0
+    waiting: dict[str, tuple[Socket, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+
+    @property
+    def open_sockets(self) -> list[Socket]:
+        return [s for s in self.sockets if not s.closed]
+
+    @property
+    def socket_connected(self) -> bool:
+        """Whether a Socket Mode client is connected (wait with `wait_for`)."""
+        return bool(self.open_sockets)
+
+    async def socket_send(
+        self, payload_type: str, payload: dict[str, Any], accepts_response_payload: bool = True
+    ) -> dict[str, Any]:
+        """Deliver `payload` over the newest socket, as Slack wraps it; return the ack
+        (`{"envelope_id": ..., "payload": ...?}`) once the client sends it."""
+        kind = ENVELOPES.get(payload_type)
+        if kind is None:
+            raise ValueError(f"no Socket Mode envelope carries {payload_type!r}")
+        if kind != "slash_commands" and payload.get("type", payload_type) != payload_type:
+            raise ValueError(f"a {payload.get('type')!r} payload sent as {payload_type!r}")
+        sockets = self.open_sockets
+        if not sockets:
+            raise AssertionError("no Socket Mode client is connected")
+        envelope: dict[str, Any] = {"envelope_id": str(uuid.uuid4()), "type": kind}
+        envelope |= {"payload": payload, "accepts_response_payload": accepts_response_payload}
+        if kind == "events_api":
+            envelope |= {"retry_attempt": 0, "retry_reason": ""}
+        envelope_id = envelope["envelope_id"]
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting[envelope_id] = (sockets[-1], waiter)
+        self.envelopes.append(envelope)
+        try:
+            await sockets[-1].send_json(envelope)
+            async with asyncio.timeout(self.ack_timeout):
+                return await waiter
+        except TimeoutError:
+            raise AssertionError(
+                f"no ack for {payload_type} envelope {envelope_id} within {self.ack_timeout}s"
+            ) from None
+        finally:
+            self.waiting.pop(envelope_id, None)
+
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Slack's notice that a connection is going away: the client should reconnect."""
+        for socket in self.open_sockets:
+            frame = {
+                "type": "disconnect",
+                "reason": reason,
+                "debug_info": {"host": DEBUG_INFO["host"]},
+            }
+            await socket.send_json(frame)
+
+    async def close_sockets(self, code: int = 1001) -> None:
+        """Close every open socket from the server's side (the client reconnects)."""
+        for socket in self.open_sockets:
+            socket.close_code = code
+            with contextlib.suppress(Exception):  # the client may be gone already
+                async with socket.lock:
+                    await socket.send({"type": "websocket.close", "code": code})
 
     def fail(self, method: str, status: int = 429, times: int = 1, retry_after: int = 1) -> None:
         """Answer the next `times` calls of `method` ("*" = any) with HTTP `status`."""
@@ -322,6 +417,9 @@ class SlackApi:
         return None
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.socket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         raw = b""
@@ -356,10 +454,77 @@ class SlackApi:
         for hook in self.on_call:
             hook(call)
 
+    async def socket(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """A Socket Mode connection: `hello`, then the client's acks until it closes."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        ticket = query.get("ticket", "")
+        if scope["path"] != "/socket" or ticket not in self.tickets:
+            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+            return
+        await send({"type": "websocket.accept"})
+        socket = Socket(ticket, send)
+        self.sockets.append(socket)
+        try:
+            hello = {"type": "hello", "num_connections": len(self.open_sockets)}
+            hello |= {"debug_info": DEBUG_INFO, "connection_info": {"app_id": self.app_id}}
+            await socket.send_json(hello)
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.disconnect":
+                    socket.close_code = socket.close_code or event.get("code")
+                    break
+                text = event.get("text")
+                self.from_client(socket, text if text is not None else event["bytes"].decode())
+        finally:
+            socket.closed = True
+            for envelope_id, (held, waiter) in list(self.waiting.items()):
+                if held is socket and not waiter.done():
+                    waiter.set_exception(
+                        AssertionError(f"the socket closed before envelope {envelope_id}'s ack")
+                    )
+
+    def from_client(self, socket: Socket, text: str) -> None:
+        """A frame from the client: Slack expects only acks, `{"envelope_id", "payload"?}`."""
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            self.violations.append(f"socket: a frame that is not JSON: {text[:200]!r}")
+            return
+        socket.received.append(frame)
+        if not isinstance(frame, dict) or not isinstance(frame.get("envelope_id"), str):
+            self.violations.append(f"socket: a frame without an envelope_id: {text[:200]!r}")
+            return
+        if extra := set(frame) - {"envelope_id", "payload"}:
+            self.violations.append(f"socket: unexpected ack fields {sorted(extra)}")
+        envelope_id = frame["envelope_id"]
+        sent = next((e for e in self.envelopes if e["envelope_id"] == envelope_id), None)
+        if sent is None:
+            self.violations.append(f"socket: an ack for an unknown envelope {envelope_id}")
+        elif envelope_id in self.acks:
+            self.violations.append(f"socket: envelope {envelope_id} acked twice")
+        elif "payload" in frame and not sent["accepts_response_payload"]:
+            self.violations.append(f"socket: a payload in the ack of {envelope_id}")
+        self.acks.setdefault(envelope_id, frame)
+        _, waiter = self.waiting.get(envelope_id, (None, None))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(frame)
+
+    def connections_open(self, token: str) -> dict[str, Any]:
+        if not token.startswith("xapp-"):
+            return {"ok": False, "error": "invalid_auth"}
+        ticket = str(uuid.uuid4())
+        self.tickets[ticket] = token
+        base = self.url.removesuffix("/").removesuffix("/api").replace("http://", "ws://", 1)
+        return {"ok": True, "url": f"{base}/socket?ticket={ticket}"}
+
     def answer(self, call: Call) -> dict[str, Any]:
         auth = call.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return {"ok": False, "error": "not_authed"}
+        if call.method == "apps.connections.open":
+            return self.connections_open(auth.removeprefix("Bearer "))
         if not auth.removeprefix("Bearer ").startswith("xoxb-"):
             return {"ok": False, "error": "invalid_auth"}
         handler = getattr(self, "do_" + call.method.replace(".", "_"), None)
@@ -519,11 +684,23 @@ async def respond(
 async def slack_api(
     users: Mapping[str, Mapping[str, Any]] | None = None,
     groups: Mapping[str, Iterable[str]] | None = None,
+    ping_interval: float | None = 20.0,
 ) -> AsyncIterator[SlackApi]:
-    """Serve a fresh SlackApi on a free port; its `.url` is the client's base_url."""
+    """Serve a fresh SlackApi on a free port; its `.url` is the client's base_url.
+
+    The server pings each Socket Mode client every `ping_interval` seconds and drops it
+    if no pong comes within as long again."""
     api = SlackApi(users=users or {}, groups=groups or {})
     port = free_port()
-    config = uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        api,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws_ping_interval=ping_interval,
+        ws_ping_timeout=ping_interval,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -534,5 +711,6 @@ async def slack_api(
     try:
         yield api
     finally:
+        await api.close_sockets()
         server.should_exit = True
         await task

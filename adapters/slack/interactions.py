@@ -3,16 +3,21 @@
 Slack wants every interaction acknowledged within 3 seconds, and a `trigger_id` is
 good for 3 seconds too. So a click is acknowledged first, then checked (is the case
 open, may this person act on it: the answers are cached lookups), then answered with
-a modal, or with an ephemeral message saying why not. A modal submission is the
+a modal, or with an ephemeral message saying why not. Bolt runs with
+`process_before_response`, so the HTTP answer leaves when a listener returns (not
+when Bolt next polls for the ack); a click's follow-up runs as a task after it.
+A modal submission is the
 decision itself: the decision service decides before the HTTP answer, so a missing
 reason comes back as `response_action: errors` next to the field that needs it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -74,6 +79,7 @@ class Interactions:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
         self._service: Service | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
 
     def bind(self, service: Service) -> None:
         self._service = service
@@ -110,6 +116,21 @@ class Interactions:
 
     async def on_click(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()  # first, always: Slack gives 3 seconds
+        # The HTTP answer goes as soon as this returns; the rest runs after it.
+        self.later(self._after_click(body, action))
+
+    def later(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` after the HTTP answer, keeping hold of it until it is done."""
+        task = asyncio.create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Let clicks being handled finish (at shutdown), for at most 5 seconds."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=5.0)
+
+    async def _after_click(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         match = CLICK.match(str(action.get("action_id", "")))
         verb = match.group(1) if match else ""
         case_id = str(action.get("value", ""))
@@ -126,8 +147,7 @@ class Interactions:
             if verb == "acknowledge":
                 await self.service.acknowledge(case_id, reviewer)
                 return
-            await self.service.precheck(case_id, reviewer, verb)
-            card = await self.service.card(case_id)
+            card = await self.service.precheck(case_id, reviewer, verb)
             meta = blocks.metadata(case_id, verb, channel, ts)
             view = (
                 blocks.info_modal(card, meta)
@@ -142,6 +162,9 @@ class Interactions:
         except SlackClientError as exc:
             log.warning("click on %s by %s: Slack refused the modal: %s", case_id, reviewer, exc)
             await self._tell(body, "Slack did not open the form in time; click again.")
+        except Exception:  # a bug here must not go unseen: the click already got its 200
+            log.exception("click on %s by %s failed", case_id, reviewer)
+            await self._tell(body, "Signoff could not handle that click; try again.")
 
     async def on_decide(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = _metadata(view)
