@@ -52,6 +52,7 @@ SIGNING_SECRET = "bench-slack-signing-secret"
 CHANNELS = 10
 APPROVER = "U0ALICE"
 TITLE = re.compile(r"bench case (\d+)")
+WARM_UP = 2.0  # seconds of cases sent first and not counted (imports, pools, caches)
 
 
 def policy_text(channels: int) -> str:
@@ -125,7 +126,7 @@ async def deliveries(
                 arrived.setdefault(int(found.group(1)), call.at)
 
     slack.on_call.append(on_call)
-    total = int(rate * seconds)
+    total = int(rate * (seconds + WARM_UP))
     start = time.monotonic() + 0.2
     errors = 0
 
@@ -147,12 +148,15 @@ async def deliveries(
     while len(arrived) < total - errors and time.monotonic() < deadline:  # noqa: ASYNC110 - a hook counts, this waits
         await asyncio.sleep(0.05)
     slack.on_call.remove(on_call)
-    latencies = [arrived[n] - sent[n] for n in sent if n in arrived]
+    warm = int(rate * WARM_UP)
+    latencies = [arrived[n] - sent[n] for n in sent if n in arrived and n >= warm]
+    worst = sorted(((arrived[n] - sent[n], n) for n in sent if n in arrived), reverse=True)[:8]
     return {
+        "worst": [(round(latency * 1000, 1), n) for latency, n in worst],
         "rate": rate,
-        "cases": total,
+        "cases": total - warm,
         "errors": errors,
-        "lost": total - errors - len(latencies),
+        "lost": total - warm - errors - len(latencies),
         **stats(latencies),
     }
 

@@ -504,3 +504,16 @@ def test_the_harness_signs_as_slack_does() -> None:
     expected = vector["headers"]["X-Slack-Signature"]
     signed = slack_signature(vector["signing_secret"], vector["timestamp"], vector["body"].encode())
     assert signed == expected
+
+
+async def test_server_errors_on_an_update_are_retried_and_it_lands_once(lite: SlackWorld) -> None:
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    lite.slack.fail("chat.update", status=500, times=4)
+    decided = await lite.reviewers.decide(card, "approve", "U0ALICE", "policy_match")
+    assert decided.text == ""
+    await lite.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 1, timeout=15)
+    await asyncio.sleep(0.5)
+    assert lite.slack.message(card.channel, card.ts).edits == 1
+    assert sum(1 for c in lite.slack.rejected if c.method == "chat.update") == 4
+    assert "Approved* by <@U0ALICE>" in text_of(lite.slack.message(card.channel, card.ts).blocks)
