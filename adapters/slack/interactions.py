@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -168,36 +168,36 @@ class Interactions:
 
     async def on_decide(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = _metadata(view)
-        reviewer = reviewer_of(body)
-        action = str(meta.get("action", ""))
-        try:
-            await self.service.decide(
+        await _answer(
+            ack,
+            self.service.decide(
                 str(meta.get("case", "")),
-                reviewer,
-                action,
+                reviewer_of(body),
+                str(meta.get("action", "")),
                 submitted(view, blocks.CODE_BLOCK, blocks.CODE_ACTION),
                 submitted(view, blocks.REASON_BLOCK, blocks.REASON_ACTION),
-            )
-        except DecisionRefused as exc:
-            await ack(**refusal_view(exc, FIELD_OF.get(exc.code)))
-            return
-        except NotFound:
-            await ack(**refusal_view(DecisionRefused("not_found", "No such case."), None))
-            return
-        await ack()
+            ),
+        )
 
     async def on_info(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = _metadata(view)
         question = submitted(view, blocks.QUESTION_BLOCK, blocks.QUESTION_ACTION) or ""
-        try:
-            await self.service.request_info(str(meta.get("case", "")), reviewer_of(body), question)
-        except DecisionRefused as exc:
-            await ack(**refusal_view(exc, FIELD_OF.get(exc.code)))
-            return
-        except NotFound:
-            await ack(**refusal_view(DecisionRefused("not_found", "No such case."), None))
-            return
-        await ack()
+        await _answer(
+            ack, self.service.request_info(str(meta.get("case", "")), reviewer_of(body), question)
+        )
+
+
+async def _answer(ack: AsyncAck, work: Awaitable[Any]) -> None:
+    """Run a submission's operation, then close the modal, or answer why not."""
+    try:
+        await work
+    except DecisionRefused as exc:
+        await ack(**refusal_view(exc, FIELD_OF.get(exc.code)))
+        return
+    except NotFound:
+        await ack(**refusal_view(DecisionRefused("not_found", "No such case."), None))
+        return
+    await ack()
 
 
 def _metadata(view: dict[str, Any]) -> dict[str, Any]:
