@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, Update, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -257,20 +258,11 @@ class Service:
         }
 
     async def _card_targets(self, conn: AsyncConnection, case_id: str) -> list[str]:
-        rows = await conn.execute(
-            select(outbox.c.target)
-            .where(outbox.c.case_id == case_id, outbox.c.kind == "post_card")
-            .distinct()
-        )
-        return sorted(r[0] for r in rows)
+        return sorted(r[0] for r in await conn.execute(_card_targets(case_id)))
 
     async def _bump(self, conn: AsyncConnection, case: _Case, **values: Any) -> bool:
         """Compare-and-set on the case's version; the first write of every transaction."""
-        result = await conn.execute(
-            update(cases)
-            .where(cases.c.id == case.id, cases.c.version == case.row["version"])
-            .values(version=cases.c.version + 1, updated_at=self.clock.now(), **values)
-        )
+        result = await conn.execute(_bump(case, self.clock.now(), **values))
         return result.rowcount == 1
 
     def _callback(
@@ -357,95 +349,97 @@ class Service:
         code: str | None,
         reason: str | None,
     ) -> Result | None:
-        now = self.clock.now()
         try:
-            async with self.store.write() as conn:
-                if not await self._bump(conn, case):
-                    return None  # someone else changed it: re-read and check again
-                row = {
-                    "case_id": case.id,
-                    "action": action,
-                    "reason_code": code,
-                    "reason": (reason or "").strip() or None,
-                    "reviewer": reviewer.key,
-                    "platform": reviewer.platform,
-                    "decided_by": "human",
-                    "final": False,
-                    "overrode_ai": action != case.row["recommended_action"],
-                    "policy_version": self.policy.version,
-                    "at": now,
-                }
-                voted = (
-                    await conn.execute(
-                        select(decisions.c.id).where(
-                            decisions.c.case_id == case.id, decisions.c.reviewer == reviewer.key
-                        )
-                    )
-                ).first()
-                if voted is not None:
-                    raise DecisionRefused(
-                        "already_voted",
-                        "You have already voted on this case; it needs another approver.",
-                    )
-                inserted = await conn.execute(decisions.insert().values(**row))
-                assert inserted.inserted_primary_key is not None
-                decision_id = inserted.inserted_primary_key[0]
-                votes = (
-                    await conn.execute(
-                        select(func.count())
-                        .select_from(decisions)
-                        .where(decisions.c.case_id == case.id, decisions.c.action == action)
-                    )
-                ).scalar_one()
-                final = votes >= lane.quorum or (action == "reject" and lane.reject_vetoes)
-                targets = await self._card_targets(conn, case.id)
-                actor = reviewer.key
-                if final:
-                    status = STATUS_OF[action]
-                    await conn.execute(
-                        update(cases)
-                        .where(cases.c.id == case.id)
-                        .values(status=status, decided_at=now)
-                    )
-                    await conn.execute(
-                        update(decisions).where(decisions.c.id == decision_id).values(final=True)
-                    )
-                    detail = {"action": action, "reason_code": code, "votes": votes}
-                    rows = [self._event(case.id, "decided", actor, detail)]
-                    decision = {k: v for k, v in row.items() if k not in ("case_id", "final")}
-                    decision["at"] = now.isoformat()
-                    deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
-                    verb = "Approved" if action == "approve" else "Rejected"
-                    note = f"{verb} by {reviewer.name or actor}"
-                    deliveries += [
-                        self._delivery(
-                            case.id,
-                            "notify",
-                            t,
-                            {"text": f"{note} ({code}): {row['reason'] or ''}".rstrip(": ")},
-                        )
-                        for t in targets
-                    ]
-                    callback = self._callback(case, "decision", {"decision": decision}, status)
-                    if callback:
-                        deliveries.append(callback)
-                else:
-                    status = str(case.row["status"])
-                    detail = {
-                        "action": action,
-                        "reason_code": code,
-                        "votes": votes,
-                        "quorum": lane.quorum,
-                    }
-                    rows = [self._event(case.id, "vote", actor, detail)]
-                    deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
-                await conn.execute(events.insert(), rows)
-                if deliveries:
-                    await conn.execute(outbox.insert(), deliveries)
+            return await self.store.run_write(
+                lambda conn: self._decide_now(conn, case, lane, reviewer, action, code, reason)
+            )
         except OperationalError as exc:
             if "locked" in str(exc).lower():
                 return None  # SQLite's writer lock timed out: try again
             raise
+
+    def _decide_now(
+        self,
+        conn: Connection,
+        case: _Case,
+        lane: Lane,
+        reviewer: Reviewer,
+        action: str,
+        code: str | None,
+        reason: str | None,
+    ) -> Result | None:
+        """The decision's one transaction (synchronous: `run_write` runs it inline on
+        SQLite and in a greenlet on PostgreSQL)."""
+        now = self.clock.now()
+        if conn.execute(_bump(case, now)).rowcount != 1:
+            return None  # someone else changed it: re-read and check again
+        row = {
+            "case_id": case.id,
+            "action": action,
+            "reason_code": code,
+            "reason": (reason or "").strip() or None,
+            "reviewer": reviewer.key,
+            "platform": reviewer.platform,
+            "decided_by": "human",
+            "final": False,
+            "overrode_ai": action != case.row["recommended_action"],
+            "policy_version": self.policy.version,
+            "at": now,
+        }
+        voted = conn.execute(
+            select(decisions.c.id).where(
+                decisions.c.case_id == case.id, decisions.c.reviewer == reviewer.key
+            )
+        ).first()
+        if voted is not None:
+            raise DecisionRefused(
+                "already_voted",
+                "You have already voted on this case; it needs another approver.",
+            )
+        inserted = conn.execute(decisions.insert().values(**row))
+        assert inserted.inserted_primary_key is not None
+        decision_id = inserted.inserted_primary_key[0]
+        votes = conn.execute(
+            select(func.count())
+            .select_from(decisions)
+            .where(decisions.c.case_id == case.id, decisions.c.action == action)
+        ).scalar_one()
+        final = votes >= lane.quorum or (action == "reject" and lane.reject_vetoes)
+        targets = sorted(r[0] for r in conn.execute(_card_targets(case.id)))
+        actor = reviewer.key
+        if final:
+            status = STATUS_OF[action]
+            conn.execute(
+                update(cases).where(cases.c.id == case.id).values(status=status, decided_at=now)
+            )
+            conn.execute(update(decisions).where(decisions.c.id == decision_id).values(final=True))
+            detail = {"action": action, "reason_code": code, "votes": votes}
+            rows = [self._event(case.id, "decided", actor, detail)]
+            decision = {k: v for k, v in row.items() if k not in ("case_id", "final")}
+            decision["at"] = now.isoformat()
+            deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+            verb = "Approved" if action == "approve" else "Rejected"
+            note = f"{verb} by {reviewer.name or actor}"
+            deliveries += [
+                self._delivery(
+                    case.id,
+                    "notify",
+                    t,
+                    {"text": f"{note} ({code}): {row['reason'] or ''}".rstrip(": ")},
+                )
+                for t in targets
+            ]
+            callback = self._callback(case, "decision", {"decision": decision}, status)
+            if callback:
+                deliveries.append(callback)
+        else:
+            status = str(case.row["status"])
+            detail = {"action": action, "reason_code": code, "votes": votes, "quorum": lane.quorum}
+            rows = [self._event(case.id, "vote", actor, detail)]
+            deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+        conn.execute(events.insert(), rows)
+        if deliveries:
+            conn.execute(outbox.insert(), deliveries)
         return Result("decided" if final else "vote", case.id, status, action, votes, lane.quorum)
 
     async def request_info(self, case_id: str, reviewer: Reviewer, question: str) -> Result:
@@ -634,3 +628,21 @@ class Service:
     def _own(self, case: _Case, source: str) -> None:
         if case.row["source"] != source:
             raise ForbiddenError("this case belongs to another source", case_id=case.id)
+
+
+def _card_targets(case_id: str) -> Select[str]:
+    """Where the case's cards are (`platform:channel`)."""
+    return (
+        select(outbox.c.target)
+        .where(outbox.c.case_id == case_id, outbox.c.kind == "post_card")
+        .distinct()
+    )
+
+
+def _bump(case: _Case, now: datetime, **values: Any) -> Update:
+    """The compare-and-set on the case's version that starts every change."""
+    return (
+        update(cases)
+        .where(cases.c.id == case.id, cases.c.version == case.row["version"])
+        .values(version=cases.c.version + 1, updated_at=now, **values)
+    )
