@@ -11,7 +11,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.slack_api import Call, SlackApi, check_message, check_view, slack_api
+from tests.blockkit import check_message, check_view
+from tests.slack_api import Call, SlackApi, slack_api
 
 USERS = {"U0DANA": {"name": "dana", "email": "dana@example.com", "real_name": "Dana D"}}
 GROUPS = {"S0REVIEW": ["U0CAROL", "U0DAVE"]}

@@ -20,7 +20,7 @@ from adapters.slack.blocks import (
     render_card,
 )
 from bot.protocols import CardView, Fact, Link, Outcome
-from tests.slack_api import check_message, check_view
+from tests.blockkit import check_message, check_view
 
 NASTY = st.sampled_from(["<!channel>", "&", "<", ">", "&amp;", "|", "*", "`", "\n", "é", "🚨"])
 TEXT = st.lists(st.one_of(st.text(max_size=40), NASTY), max_size=40).map("".join)
