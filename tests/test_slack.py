@@ -242,7 +242,7 @@ async def test_a_second_click_on_a_decided_card_is_answered_politely(lite: Slack
     await lite.reviewers.click(old_copy, "reject", "U0CAROL")
     await lite.slack.wait_for(lambda s: s.of("chat.postEphemeral"))
     text = lite.slack.of("chat.postEphemeral")[0].params["text"]
-    assert text == "This case was already approved by slack:U0ALICE."
+    assert text == "This case was already approved by <@U0ALICE>."
 
 
 async def test_request_info_loop_question_callback_answer_and_buttons_back(

@@ -25,7 +25,7 @@ from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import blocks
-from bot.errors import DecisionRefused, NotFound
+from bot.errors import AlreadyDecided, DecisionRefused, NotFound
 from bot.protocols import Reviewer
 
 if TYPE_CHECKING:
@@ -103,16 +103,17 @@ class Interactions:
         app.view(blocks.INFO_VIEW)(self.on_info)
 
     async def _tell(self, body: dict[str, Any], text: str) -> None:
-        """An ephemeral message to the person who clicked."""
+        """An ephemeral message to the person who clicked (`text` is escaped)."""
+        await self._say(body, blocks.fit(text, 3000)[0])
+
+    async def _say(self, body: dict[str, Any], mrkdwn: str) -> None:
         channel, _ = where(body)
         user = reviewer_of(body).user_id
         try:
             if channel:
-                await self.client.chat_postEphemeral(
-                    channel=channel, user=user, text=blocks.fit(text, 3000)[0]
-                )
+                await self.client.chat_postEphemeral(channel=channel, user=user, text=mrkdwn)
         except SlackClientError:
-            log.warning("could not tell %s in %s: %s", user, channel, text)
+            log.warning("could not tell %s in %s: %s", user, channel, mrkdwn)
 
     async def on_click(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()  # first, always: Slack gives 3 seconds
@@ -155,6 +156,9 @@ class Interactions:
                 else blocks.decision_modal(card, verb, meta)
             )
             await self.client.views_open(trigger_id=trigger, view=view)
+        except AlreadyDecided as exc:
+            by = f" by {blocks.who(exc.winner)}" if exc.winner else ""
+            await self._say(body, f"This case was already {exc.case_status}{by}.")
         except DecisionRefused as exc:
             await self._tell(body, exc.message)
         except NotFound:
