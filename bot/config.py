@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     outbox_poll_interval: float = Field(default=2.0, gt=0)
     callback_timeout: float = Field(default=10.0, gt=0, le=120)
     outbox_lease: float = Field(default=60.0, gt=0)
+    sla_sweep_interval: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
 
     @field_validator("sources")

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.errors import ConflictError
 from bot.ids import new_case_id
 from bot.policy import LoadedPolicy, route
+from bot.rows import lane_timers
 from bot.schemas import CaseIn
 from bot.store.bulk import BulkInsert
 from bot.store.db import Store
@@ -110,16 +111,6 @@ def prepare(
             "delivered_at": None,
         }
 
-    def timer(what: str, after: float) -> dict[str, Any]:
-        return {
-            "case_id": case_id,
-            "what": what,
-            "due_at": now + timedelta(seconds=after),
-            "created_at": now,
-            "fired_at": None,
-            "claimed_until": None,
-        }
-
     event_rows = [
         event("received", f"source:{case.source}", {"kind": case.kind, "title": case.title})
     ]
@@ -160,8 +151,8 @@ def prepare(
         audit_lane = policy.lane(policy.policy.audit_lane_name() or "") if audit else None
         if audit:
             event_rows.append(event("audit_sampled", "policy", {"rate": routing.audit_sample}))
-            targets = _targets(audit_lane.channels if audit_lane else {}, platforms, "audit")
-            outbox_rows += [deliver("post_card", t, {"mode": "audit"}) for t in targets]
+            audit_targets = targets(audit_lane.channels if audit_lane else {}, platforms, "audit")
+            outbox_rows += [deliver("post_card", t, {"mode": "audit"}) for t in audit_targets]
         if case.callback_url:
             escalation = {
                 "id": case_id,
@@ -180,12 +171,9 @@ def prepare(
         sla = case.sla_seconds() or lane.sla
         if sla:
             due_at = now + timedelta(seconds=sla)
-            timer_rows += [timer(f"remind:{int(p * 100)}", sla * p) for p in lane.reminders]
-            timer_rows.append(timer("breach", sla))
-        if lane.ack_within:
-            timer_rows.append(timer("ack", lane.ack_within))
+        timer_rows = lane_timers(case_id, lane, sla, now)
         outbox_rows += [
-            deliver("post_card", t) for t in _targets(lane.channels, platforms, lane_name)
+            deliver("post_card", t) for t in targets(lane.channels, platforms, lane_name)
         ]
         if lane.page:
             pages = [f"{p}:{who}" for p, who in lane.page.items() if p in platforms]
@@ -246,7 +234,7 @@ def prepare(
     )
 
 
-def _targets(channels: dict[str, str], platforms: set[str], fallback: str) -> list[str]:
+def targets(channels: dict[str, str], platforms: set[str], fallback: str) -> list[str]:
     """`platform:channel` for each configured platform; the log when none is connected."""
     found = [f"{p}:{c}" for p, c in channels.items() if p in platforms]
     return found or [f"log:{fallback}"]

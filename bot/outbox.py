@@ -65,7 +65,9 @@ DELIVERED = Sql(
     "UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1,"
     " claimed_until = NULL, last_error = NULL WHERE id = ?"
 )
-INSERT_CARDS = BulkInsert(cards)
+# A card posted twice (a delivery re-claimed after its lease ran out) keeps its first
+# record; failing the whole settle would lose the other rows' outcomes.
+INSERT_CARDS = BulkInsert(cards, skip_existing=True)
 
 
 class Deferred(Exception):

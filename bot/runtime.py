@@ -15,6 +15,7 @@ from bot.outbox import OutboxWorker
 from bot.policy import LoadedPolicy, load_policy
 from bot.protocols import Adapter, Clock, Surface
 from bot.service import Service
+from bot.sla import SlaClock
 from bot.store import db
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,14 @@ class Runtime:
         )
         self.writer = IntakeWriter(self.store, self.outbox.wake, dispatcher=self.outbox)
         self.service = Service(self.store, self.policy, self.adapters, self.clock, self.outbox.wake)
+        self.sla = SlaClock(
+            self.store,
+            self.policy,
+            self.clock,
+            lambda: self.platforms,
+            self.outbox.wake,
+            interval=settings.sla_sweep_interval,
+        )
         self.started = False
 
     @property
@@ -93,9 +102,11 @@ class Runtime:
             raise
         if workers:
             self.outbox.start()
+            self.sla.start()
         self.started = True
 
     async def stop(self) -> None:
+        await self.sla.stop()
         await self.writer.stop()
         await self.outbox.stop()
         for surface in self.surfaces:

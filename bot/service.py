@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Update, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,8 +27,9 @@ from bot.intake import dumps
 from bot.outbox import load_batch
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, CardView, Clock, Reviewer
+from bot.rows import bump, card_targets, delivery_row, event_row
 from bot.store.db import Store
-from bot.store.tables import cases, decisions, events, outbox
+from bot.store.tables import cases, decisions, events, outbox, timers
 from policies.schema import Lane
 
 log = logging.getLogger(__name__)
@@ -233,36 +234,19 @@ class Service:
     def _event(
         self, case_id: str | None, kind: str, actor: str | None, detail: dict[str, Any]
     ) -> dict[str, Any]:
-        return {
-            "case_id": case_id,
-            "at": self.clock.now(),
-            "type": kind,
-            "actor": actor,
-            "detail": dumps(detail),
-            "policy_version": self.policy.version,
-        }
+        return event_row(case_id, kind, actor, detail, self.clock.now(), self.policy.version)
 
     def _delivery(
         self, case_id: str, kind: str, target: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
-        now = self.clock.now()
-        return {
-            "case_id": case_id,
-            "kind": kind,
-            "target": target,
-            "payload": dumps(payload),
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
+        return delivery_row(case_id, kind, target, payload, self.clock.now())
 
     async def _card_targets(self, conn: AsyncConnection, case_id: str) -> list[str]:
-        return sorted(r[0] for r in await conn.execute(_card_targets(case_id)))
+        return sorted(r[0] for r in await conn.execute(card_targets(case_id)))
 
     async def _bump(self, conn: AsyncConnection, case: _Case, **values: Any) -> bool:
         """Compare-and-set on the case's version; the first write of every transaction."""
-        result = await conn.execute(_bump(case, self.clock.now(), **values))
+        result = await conn.execute(bump(case.id, case.row["version"], self.clock.now(), **values))
         return result.rowcount == 1
 
     def _callback(
@@ -371,7 +355,7 @@ class Service:
         """The decision's one transaction (synchronous: `run_write` runs it inline on
         SQLite and in a greenlet on PostgreSQL)."""
         now = self.clock.now()
-        if conn.execute(_bump(case, now)).rowcount != 1:
+        if conn.execute(bump(case.id, case.row["version"], now)).rowcount != 1:
             return None  # someone else changed it: re-read and check again
         row = {
             "case_id": case.id,
@@ -405,7 +389,7 @@ class Service:
             .where(decisions.c.case_id == case.id, decisions.c.action == action)
         ).scalar_one()
         final = votes >= lane.quorum or (action == "reject" and lane.reject_vetoes)
-        targets = sorted(r[0] for r in conn.execute(_card_targets(case.id)))
+        targets = sorted(r[0] for r in conn.execute(card_targets(case.id)))
         actor = reviewer.key
         if final:
             status = STATUS_OF[action]
@@ -525,8 +509,11 @@ class Service:
             ]
             body["history"] = history[-100:]
             async with self.store.write() as conn:
-                if not await self._bump(conn, case, status="pending", body=dumps(body)):
+                waited = await self._waited(conn, case)
+                due = case.row["due_at"] + waited if case.row["due_at"] else None
+                if not await self._bump(conn, case, status="pending", body=dumps(body), due_at=due):
                     continue
+                await self._shift_timers(conn, case, waited)
                 targets = await self._card_targets(conn, case.id)
                 await conn.execute(
                     events.insert(),
@@ -551,6 +538,32 @@ class Service:
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."
         )
+
+    async def _waited(self, conn: AsyncConnection, case: _Case) -> timedelta:
+        """How long the case has waited on the workflow: its SLA clock was paused."""
+        asked = (
+            await conn.execute(
+                select(events.c.at)
+                .where(events.c.case_id == case.id, events.c.type == "info_requested")
+                .order_by(events.c.id.desc())
+                .limit(1)
+            )
+        ).scalar()
+        return max(timedelta(0), self.clock.now() - asked) if asked else timedelta(0)
+
+    async def _shift_timers(self, conn: AsyncConnection, case: _Case, waited: timedelta) -> None:
+        """Move the case's pending timers later by the pause."""
+        if not waited:
+            return
+        pending = await conn.execute(
+            select(timers.c.id, timers.c.due_at).where(
+                timers.c.case_id == case.id, timers.c.fired_at.is_(None)
+            )
+        )
+        for timer_id, due in pending.all():
+            await conn.execute(
+                update(timers).where(timers.c.id == timer_id).values(due_at=due + waited)
+            )
 
     async def cancel(self, case_id: str, source: str, reason: str | None) -> Result:
         """The workflow withdraws its case; the card says so and loses its buttons."""
@@ -628,21 +641,3 @@ class Service:
     def _own(self, case: _Case, source: str) -> None:
         if case.row["source"] != source:
             raise ForbiddenError("this case belongs to another source", case_id=case.id)
-
-
-def _card_targets(case_id: str) -> Select[str]:
-    """Where the case's cards are (`platform:channel`)."""
-    return (
-        select(outbox.c.target)
-        .where(outbox.c.case_id == case_id, outbox.c.kind == "post_card")
-        .distinct()
-    )
-
-
-def _bump(case: _Case, now: datetime, **values: Any) -> Update:
-    """The compare-and-set on the case's version that starts every change."""
-    return (
-        update(cases)
-        .where(cases.c.id == case.id, cases.c.version == case.row["version"])
-        .values(version=cases.c.version + 1, updated_at=now, **values)
-    )

@@ -31,8 +31,9 @@ def _naive_utc(value: datetime) -> datetime:
 
 
 class BulkInsert:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, skip_existing: bool = False) -> None:
         self.table = table
+        self.skip_existing = skip_existing  # rows clashing with a unique key are dropped
         # every column but an integer primary key, which the database numbers
         self.columns = [
             c for c in table.columns if not (c.primary_key and isinstance(c.type, Integer))
@@ -49,7 +50,14 @@ class BulkInsert:
             order = list(compiled.positiontup or keys)
             if order != keys:
                 raise RuntimeError(f"unexpected parameter order for {self.table.name}")
-            found = (compiled.string, order)
+            sql = compiled.string
+            if self.skip_existing:
+                sql = (
+                    sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+                    if dialect.name == "sqlite"
+                    else sql + " ON CONFLICT DO NOTHING"
+                )
+            found = (sql, order)
             self._compiled[dialect.name] = found
         return found[0]
 

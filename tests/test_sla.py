@@ -1,0 +1,261 @@
+"""The SLA clock with an injected clock: reminders, escalation, the safe default, the
+acknowledgement deadline, the pause while the workflow is asked, restarts, and two
+instances sweeping one PostgreSQL. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from bot.clock import FrozenClock
+from bot.protocols import Reviewer
+from bot.runtime import Runtime
+from bot.store.tables import events, outbox, timers
+from tests.conftest import SECRET, MakeRuntime, pg_url_or_skip, reset_postgres, wait_for
+from tests.receiver import Receiver, running
+from tests.test_service import state
+from tests.test_service import submit as submit_now
+
+HOUR = 3600.0
+OPS1 = Reviewer("memory", "U0OPS1", "Ops 1")
+ALICE = Reviewer("memory", "U0ALICE", "Alice")
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def rt(make_runtime: MakeRuntime, database_url: str, clock: FrozenClock) -> Runtime:
+    # The scheduler sweeps too (every 0.05 s); tests also sweep by hand, so that each
+    # step is settled before it is checked. Either way a timer fires once.
+    return await make_runtime(database_url, clock=clock, sla_sweep_interval=0.05)
+
+
+def kinds(found: dict[str, Any]) -> list[str]:
+    return [e["type"] for e in found["events"]]
+
+
+def owed(found: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [
+        {**row, "payload": orjson.loads(row["payload"])}
+        for row in found["outbox"]
+        if row["kind"] == kind
+    ]
+
+
+async def at(rt: Runtime, clock: FrozenClock, seconds: float) -> None:
+    """Move the clock to `seconds` after the start and let the clock sweep."""
+    clock.advance(seconds - (clock.now() - START).total_seconds())
+    await rt.sla.sweep()
+
+
+START = FrozenClock().now()
+
+
+async def submit(rt: Runtime, **changes: Any) -> str:
+    """Submit, and give the outbox a moment to post the card and record it, so that a
+    jump of the frozen clock does not outrun the card's delivery lease."""
+    case_id = await submit_now(rt, **changes)
+    await asyncio.sleep(0.05)
+    return case_id
+
+
+async def test_reminders_at_50_and_80_percent_mention_the_approvers_once(
+    rt: Runtime, clock: FrozenClock
+) -> None:
+    case_id = await submit(rt)
+    await at(rt, clock, 1.9 * HOUR)
+    assert "reminded" not in kinds(await state(rt, case_id))
+    await at(rt, clock, 2.0 * HOUR)
+    await at(rt, clock, 2.5 * HOUR)
+    found = await state(rt, case_id)
+    assert kinds(found).count("reminded") == 1
+    [note] = owed(found, "notify")
+    assert note["target"] == "memory:C0REVIEW"
+    assert note["payload"]["mentions"] == ["U0ALICE", "U0BOB", "G0REVIEWERS"]
+    assert note["payload"]["text"].startswith("⏰ Reminder: 50% of this case's SLA has passed")
+    await at(rt, clock, 3.2 * HOUR)
+    await at(rt, clock, 3.3 * HOUR)
+    found = await state(rt, case_id)
+    assert kinds(found).count("reminded") == 2
+    assert "80%" in owed(found, "notify")[1]["payload"]["text"]
+    assert found["case"]["status"] == "pending"
+
+
+async def test_nobody_decides_the_lane_default_is_applied_once_and_the_workflow_told(
+    make_runtime: MakeRuntime, database_url: str, clock: FrozenClock
+) -> None:
+    async with running(Receiver(SECRET)) as hook:
+        rt = await make_runtime(database_url, clock=clock, sla_sweep_interval=0.05)
+        case_id = await submit(rt, callback_url=hook.url)
+        await at(rt, clock, 4 * HOUR)
+        await at(rt, clock, 5 * HOUR)
+        found = await state(rt, case_id)
+        assert found["case"]["status"] == "expired"
+        assert kinds(found).count("expired") == 1
+        [decision] = found["decisions"]
+        assert (decision["action"], decision["decided_by"], decision["reviewer"]) == (
+            "reject",
+            "timeout",
+            "timeout",
+        )
+        assert decision["final"]
+        assert len(owed(found, "update_card")) == 1
+        assert "rejected by default" in owed(found, "notify")[-1]["payload"]["text"]
+        await wait_for(lambda: len(hook.received) >= 1)
+        body = hook.received[0].body
+        assert hook.received[0].signature_ok
+        assert body["type"] == "expired"
+        assert body["decision"]["decided_by"] == "timeout"
+        assert body["escalation"]["status"] == "expired"
+        # a reviewer who comes too late is told
+        with pytest.raises(Exception, match="already expired by timeout"):
+            await rt.service.decide(case_id, ALICE, "approve", "policy_match")
+
+
+async def test_breach_escalates_up_the_ladder_then_stop_the_line_pages_until_acknowledged(
+    rt: Runtime, clock: FrozenClock
+) -> None:
+    case_id = await submit(rt, **{"recommendation.confidence": 0.6})  # expert lane
+    assert (await state(rt, case_id))["case"]["lane"] == "expert"
+    await at(rt, clock, 24 * HOUR)
+    found = await state(rt, case_id)
+    assert found["case"]["lane"] == "stop_the_line"
+    assert found["case"]["status"] == "pending"
+    escalated = [e for e in found["events"] if e["type"] == "escalated"]
+    assert [orjson.loads(e["detail"])["to"] for e in escalated] == ["stop_the_line"]
+    posted = [r["target"] for r in owed(found, "post_card")]
+    assert posted == ["memory:C0EXPERT", "memory:C0ONCALL"]
+    assert [r["target"] for r in owed(found, "page")] == ["memory:G0ONCALL"]
+    assert "escalated to the stop_the_line lane" in owed(found, "notify")[0]["payload"]["text"]
+    assert found["case"]["due_at"] == clock.now() + _td(30 * 60)
+
+    await at(rt, clock, 24 * HOUR + 5 * 60)  # nobody acknowledged within 5 minutes
+    found = await state(rt, case_id)
+    assert kinds(found).count("ack_missed") == 1
+    assert len(owed(found, "page")) == 2
+    await at(rt, clock, 24 * HOUR + 10 * 60)
+    assert len(owed(await state(rt, case_id), "page")) == 3
+
+    await rt.service.acknowledge(case_id, OPS1)
+    await at(rt, clock, 24 * HOUR + 15 * 60)
+    found = await state(rt, case_id)
+    assert len(owed(found, "page")) == 3  # acknowledged: no more pages
+    await at(rt, clock, 24 * HOUR + 30 * 60)
+    found = await state(rt, case_id)
+    assert found["case"]["status"] == "expired"  # the top of the ladder: the default
+    assert found["decisions"][0]["decided_by"] == "timeout"
+
+
+async def test_the_clock_pauses_while_the_workflow_is_asked(
+    rt: Runtime, clock: FrozenClock
+) -> None:
+    case_id = await submit(rt)
+    await at(rt, clock, 1 * HOUR)
+    await rt.service.request_info(case_id, ALICE, "Who attended?")
+    await at(rt, clock, 4 * HOUR)  # would be the breach, but the case is paused
+    await at(rt, clock, 4.5 * HOUR)
+    found = await state(rt, case_id)
+    assert found["case"]["status"] == "info_requested"
+    assert "reminded" not in kinds(found)
+    await rt.service.answer_info(case_id, "default", "The whole team.", None)  # waited 3.5 h
+    found = await state(rt, case_id)
+    assert found["case"]["due_at"] == START + _td(7.5 * HOUR)
+    await at(rt, clock, 5.4 * HOUR)
+    assert "reminded" not in kinds(await state(rt, case_id))
+    await at(rt, clock, 5.5 * HOUR)  # 50% of the SLA, counting only unpaused time
+    assert kinds(await state(rt, case_id)).count("reminded") == 1
+    await at(rt, clock, 7.4 * HOUR)
+    assert (await state(rt, case_id))["case"]["status"] == "pending"
+    await at(rt, clock, 7.5 * HOUR)
+    assert (await state(rt, case_id))["case"]["status"] == "expired"
+
+
+async def test_a_decided_case_has_its_timers_cleared_not_fired(
+    rt: Runtime, clock: FrozenClock
+) -> None:
+    case_id = await submit(rt)
+    await rt.service.decide(case_id, ALICE, "approve", "policy_match")
+    await at(rt, clock, 10 * HOUR)
+    found = await state(rt, case_id)
+    assert found["case"]["status"] == "approved"
+    assert not {"reminded", "expired", "escalated"} & set(kinds(found))
+    async with rt.engine.connect() as conn:
+        left = (
+            await conn.execute(
+                select(func.count()).where(timers.c.case_id == case_id, timers.c.fired_at.is_(None))
+            )
+        ).scalar_one()
+    assert left == 0
+
+
+async def test_the_scheduler_sweeps_by_itself(rt: Runtime, clock: FrozenClock) -> None:
+    case_id = await submit(rt)
+    clock.advance(4 * HOUR)  # no sweep by hand: APScheduler's interval job does it
+    await _eventually(rt, case_id, lambda found: found["case"]["status"] == "expired")
+
+
+async def test_timers_due_across_a_restart_fire_once(
+    make_runtime: MakeRuntime, database_url: str, clock: FrozenClock
+) -> None:
+    first = await make_runtime(database_url, clock=clock, workers=False)
+    ids = [await submit(first, title=f"Expense {n}") for n in range(5)]
+    await first.stop()  # stopped with nothing swept
+    clock.advance(3.5 * HOUR)  # both reminders are due while it is down
+    second = await make_runtime(database_url, clock=clock, sla_sweep_interval=0.05)
+    await second.sla.sweep()
+    await second.sla.sweep()
+    await asyncio.sleep(0.2)  # and the scheduler's own sweeps
+    for case_id in ids:
+        assert kinds(await state(second, case_id)).count("reminded") == 2
+
+
+@pytest.mark.postgres
+async def test_two_instances_on_one_postgres_fire_each_timer_exactly_once(
+    make_runtime: MakeRuntime, clock: FrozenClock
+) -> None:
+    url = pg_url_or_skip()
+    await reset_postgres(url)
+    one = await make_runtime(url, clock=clock, sla_sweep_interval=0.01)
+    two = await make_runtime(url, clock=clock, sla_sweep_interval=0.01)
+    ids = [await submit(one if n % 2 else two, title=f"Expense {n}") for n in range(40)]
+    clock.advance(3.5 * HOUR)
+    await asyncio.gather(*(rt.sla.sweep() for rt in (one, two) for _ in range(5)))
+    await asyncio.sleep(0.3)  # both schedulers sweep meanwhile too
+    async with one.engine.connect() as conn:
+        reminded = (
+            await conn.execute(
+                select(events.c.case_id, func.count())
+                .where(events.c.type == "reminded")
+                .group_by(events.c.case_id)
+            )
+        ).all()
+        notes = (
+            await conn.execute(select(func.count()).where(outbox.c.kind == "notify"))
+        ).scalar_one()
+    assert sorted(dict(reminded)) == sorted(ids)
+    assert set(dict(reminded).values()) == {2}
+    assert notes == 80
+
+
+def _td(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+async def _eventually(rt: Runtime, case_id: str, check: Any, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = await state(rt, case_id)
+        if check(found):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out; case is {found['case']}")
+        await asyncio.sleep(0.05)
