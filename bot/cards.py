@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from bot.durations import parse_duration
 from bot.policy import LoadedPolicy, explain
 from bot.protocols import CardView, Fact, Link, Outcome
 from bot.schemas import CaseIn
@@ -33,6 +35,18 @@ def why_routed(row: Mapping[str, Any], body: Mapping[str, Any], policy: LoadedPo
     return [r for r in last.reasons if r != "no conditions"] if last.matched else []
 
 
+AT_RISK = 0.2  # the last fifth of the SLA
+
+
+def _sla_state(due: datetime, now: datetime, case_sla: Any, lane_sla: int | None) -> str:
+    """`overdue` past the due time, `at_risk` in the SLA's last fifth, else `on_time`."""
+    left = (due - now).total_seconds()
+    if left <= 0:
+        return "overdue"
+    total = parse_duration(case_sla) if case_sla else lane_sla
+    return "at_risk" if total and left <= total * AT_RISK else "on_time"
+
+
 def build_card(
     row: Mapping[str, Any],
     body: Mapping[str, Any],
@@ -42,6 +56,7 @@ def build_card(
     audit: bool = False,
     info_question: str | None = None,
     with_why: bool = True,
+    now: datetime | None = None,
 ) -> CardView:
     rec = body["recommendation"]
     alternatives = rec.get("alternatives") or []
@@ -66,6 +81,9 @@ def build_card(
     lane = policy.lane(str(row["lane"]))
     status = str(row["status"])
     decided = status not in ("pending", "info_requested")
+    sla_state = None
+    if not decided and now is not None and row["due_at"] is not None:
+        sla_state = _sla_state(row["due_at"], now, body.get("sla"), lane.sla if lane else None)
     return CardView(
         case_id=str(row["id"]),
         lane=str(row["lane"]),
@@ -82,6 +100,7 @@ def build_card(
         hide_recommendation=bool(row["blind_review"]) and not decided,
         rule=str(row["rule"]),
         why=why_routed(row, body, policy) if with_why else [],
+        sla_state=sla_state,
         flags=list(body.get("flags") or []),
         facts=facts,
         evidence=[

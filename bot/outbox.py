@@ -342,6 +342,7 @@ class OutboxWorker:
             self.policy,
             audit=payload.get("mode") == "audit",
             info_question=batch.questions.get(str(case["id"])),
+            now=self.clock.now(),
         )
         key = (str(case["id"]), platform, channel)
         ref = batch.refs.get(key)

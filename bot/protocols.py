@@ -116,6 +116,7 @@ class CardView:
     votes: Sequence[Outcome] = field(default_factory=tuple)
     info_question: str | None = None
     why: Sequence[str] = field(default_factory=tuple)
+    sla_state: str | None = None  # on_time, at_risk (the SLA's last fifth), overdue
 
 
 @dataclass(frozen=True)

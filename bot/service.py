@@ -123,6 +123,7 @@ class Service:
             batch.decisions.get(case_id, []),
             self.policy,
             info_question=batch.questions.get(case_id),
+            now=self.clock.now(),
         )
 
     # -- the checks ----------------------------------------------------------------

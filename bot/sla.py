@@ -33,7 +33,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.engine import Connection
 
 from bot.intake import targets
@@ -112,9 +112,9 @@ class SlaClock:
 
     # -- one transaction -----------------------------------------------------------
 
-    def _sweep_batch(self, conn: Connection) -> tuple[int, int]:
-        """One batch: (timers that did something, timers settled)."""
-        now = self.clock.now()
+    def due_query(self, now: datetime) -> Select[Any]:
+        """The claim: due, unfired timers of cases not paused, oldest first; on
+        PostgreSQL locked, skipping rows another replica holds."""
         query = (
             select(timers.c.id, timers.c.case_id, timers.c.what)
             .join(cases, cases.c.id == timers.c.case_id)
@@ -128,10 +128,15 @@ class SlaClock:
         )
         if self._postgres:
             query = query.with_for_update(skip_locked=True, of=timers)
+        return query
+
+    def _sweep_batch(self, conn: Connection) -> tuple[int, int]:
+        """One batch: (timers that did something, timers settled)."""
+        now = self.clock.now()
         settled: list[int] = []
         done = 0
         moved: set[str] = set()  # escalated in this batch: their other timers are void
-        for timer in conn.execute(query).mappings().all():
+        for timer in conn.execute(self.due_query(now)).mappings().all():
             outcome = False if timer["case_id"] in moved else self._fire(conn, timer, now)
             if outcome and timer["what"] == "breach":
                 moved.add(str(timer["case_id"]))
@@ -164,6 +169,10 @@ class SlaClock:
     def _bump(self, conn: Connection, case: Row, now: datetime, **values: Any) -> bool:
         return conn.execute(bump(case["id"], case["version"], now, **values)).rowcount == 1
 
+    def _places(self, conn: Connection, case_id: str) -> list[str]:
+        """Where the case's cards are (`platform:channel`)."""
+        return sorted(r[0] for r in conn.execute(card_targets(case_id)))
+
     def _event(self, case_id: str, kind: str, detail: dict[str, Any], now: datetime) -> Row:
         return event_row(case_id, kind, "timer", detail, now, self.policy.version)
 
@@ -174,6 +183,7 @@ class SlaClock:
         due = case["due_at"]
         left = f", due {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if due else ""
         text = f"⏰ Reminder: {point}% of this case's SLA has passed{left}. It needs a decision."
+        places = self._places(conn, case["id"])
         rows = [
             delivery_row(
                 case["id"],
@@ -182,8 +192,10 @@ class SlaClock:
                 {"text": text, "mentions": lane.approver_entries(t.partition(":")[0])},
                 now,
             )
-            for t in sorted(r[0] for r in conn.execute(card_targets(case["id"])))
+            for t in places
         ]
+        # and the card, so that it shows the time left as it is now (at risk, say)
+        rows += [delivery_row(case["id"], "update_card", t, {}, now) for t in places]
         if rows:
             conn.execute(outbox.insert(), rows)
         conn.execute(events.insert(), [self._event(case["id"], "reminded", {"point": point}, now)])
@@ -196,7 +208,7 @@ class SlaClock:
         due = now + timedelta(seconds=sla) if sla else None
         if not self._bump(conn, case, now, lane=to, due_at=due):
             return False
-        old = sorted(r[0] for r in conn.execute(card_targets(case["id"])))
+        old = self._places(conn, case["id"])
         platforms = set(self.platforms())
         new = [t for t in targets(target.channels, platforms, to) if t not in old]
         rows = [delivery_row(case["id"], "post_card", t, {}, now) for t in new]
@@ -236,7 +248,7 @@ class SlaClock:
             "at": now,
         }
         conn.execute(decisions.insert(), [{"case_id": case["id"], **decision}])
-        old = sorted(r[0] for r in conn.execute(card_targets(case["id"])))
+        old = self._places(conn, case["id"])
         rows = [delivery_row(case["id"], "update_card", t, {}, now) for t in old]
         verb = "rejected" if action == "reject" else "approved"
         text = f"⌛ Nobody decided in time: {verb} by default, as the {case['lane']} lane says."

@@ -106,7 +106,8 @@ async def test_nobody_decides_the_lane_default_is_applied_once_and_the_workflow_
             "timeout",
         )
         assert decision["final"]
-        assert len(owed(found, "update_card")) == 1
+        # the two late reminders refresh the card, then the expiry does
+        assert len(owed(found, "update_card")) == 3
         assert "rejected by default" in owed(found, "notify")[-1]["payload"]["text"]
         await wait_for(lambda: len(hook.received) >= 1)
         body = hook.received[0].body
@@ -175,6 +176,20 @@ async def test_the_clock_pauses_while_the_workflow_is_asked(
     assert (await state(rt, case_id))["case"]["status"] == "pending"
     await at(rt, clock, 7.5 * HOUR)
     assert (await state(rt, case_id))["case"]["status"] == "expired"
+
+
+async def test_the_card_shows_the_time_left_on_time_at_risk_overdue(
+    make_runtime: MakeRuntime, database_url: str, clock: FrozenClock
+) -> None:
+    rt = await make_runtime(database_url, clock=clock, workers=False)
+    case_id = await submit_now(rt)
+    assert (await rt.service.card(case_id)).sla_state == "on_time"
+    clock.advance(3.3 * HOUR)  # 42 minutes of 4 hours left: the last fifth
+    assert (await rt.service.card(case_id)).sla_state == "at_risk"
+    clock.advance(1 * HOUR)
+    assert (await rt.service.card(case_id)).sla_state == "overdue"
+    await rt.service.decide(case_id, ALICE, "approve", "policy_match")
+    assert (await rt.service.card(case_id)).sla_state is None
 
 
 async def test_a_decided_case_has_its_timers_cleared_not_fired(

@@ -3,6 +3,7 @@ server's own (hand-written) checker, and mrkdwn escaping is exact."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
@@ -115,3 +116,43 @@ def test_deliberate_mentions() -> None:
     assert mention("U0ALICE") == "<@U0ALICE>"
     assert mention("@here") == "<!here>"
     assert mention("<!channel>") == "&lt;!channel&gt;"
+
+
+def test_the_due_time_is_relative_in_each_readers_zone_and_says_at_risk_or_overdue() -> None:
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    base = {
+        "case_id": "01c",
+        "lane": "review",
+        "kind": "k",
+        "status": "pending",
+        "title": "t",
+        "question": "q",
+        "summary": "",
+        "recommended_action": "approve",
+        "confidence": 0.8,
+        "rationale": "",
+        "runner_up": None,
+        "runner_up_confidence": None,
+        "hide_recommendation": False,
+        "rule": "rule 1",
+        "flags": [],
+        "facts": [],
+        "evidence": [],
+        "policy_refs": [],
+        "history": [],
+        "due_at": at,
+        "actions": ["approve", "reject"],
+        "reason_codes": ["other"],
+    }
+    shown = {
+        state: json.dumps(render_card(CardView(**base, sla_state=state)).blocks, ensure_ascii=False)
+        for state in ("on_time", "at_risk", "overdue")
+    }
+    assert (
+        "<!date^1796040000^{date_short_pretty} at {time} ({ago})|2026-11-30 12:00 UTC>"
+        in (shown["on_time"])
+    )
+    assert "At risk" not in shown["on_time"]
+    assert "Overdue" not in shown["on_time"]
+    assert "⚠️ *At risk*" in shown["at_risk"]
+    assert "🔴 *Overdue*" in shown["overdue"]

@@ -61,6 +61,7 @@ QUESTION_BLOCK, QUESTION_ACTION = "question", "text"
 LANE_NAMES = {"stop_the_line": "Stop the line", "review": "Review", "expert": "Expert"}
 LANE_ICONS = {"stop_the_line": "🚨", "expert": "🧐", "review": "📝"}
 OUTCOME_ICONS = {"approve": "✅", "reject": "⛔"}
+SLA_WORDS = {"at_risk": " · ⚠️ *At risk*", "overdue": " · 🔴 *Overdue*"}
 STATUS_WORDS = {
     "approved": "Approved",
     "rejected": "Rejected",
@@ -265,7 +266,8 @@ def render_card(card: CardView) -> Rendered:
         blocks.append(_section(f"*History*\n{text}"))
 
     if card.due_at is not None and card.outcome is None:
-        blocks.append(_context(f"⏰ Decide by {slack_date(card.due_at)}"))
+        due = slack_date(card.due_at, "{date_short_pretty} at {time} ({ago})")
+        blocks.append(_context(f"⏰ Decide by {due}{SLA_WORDS.get(card.sla_state or '', '')}"))
     blocks.append(_context(f"Case `{card.case_id}` · {escape(card.kind)}"))
 
     state = state_lines(card)
