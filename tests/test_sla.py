@@ -274,3 +274,27 @@ async def _eventually(rt: Runtime, case_id: str, check: Any, seconds: float = 5.
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out; case is {found['case']}")
         await asyncio.sleep(0.05)
+
+
+async def test_metrics_export_open_cases_by_age_overdue_and_breaches(
+    make_runtime: MakeRuntime, database_url: str, clock: FrozenClock
+) -> None:
+    from bot.api.metrics import Metrics
+
+    rt = await make_runtime(database_url, clock=clock, workers=False)
+    await submit_now(rt)  # review, 4 h, nowhere to escalate: expires
+    await submit_now(rt, **{"recommendation.confidence": 0.6})  # expert, 24 h
+    clock.advance(4.5 * HOUR)
+    await rt.sla.sweep()
+    text = (await Metrics().render(rt.engine, clock.now().timestamp())).decode()
+    assert 'signoff_open_cases_by_age{age="4h_to_1d",lane="expert"} 1.0' in text
+    assert 'lane="review"' not in text.split("signoff_open_cases_by_age")[-1].split("# HELP")[0]
+    assert 'signoff_sla_breaches{outcome="expired"} 1.0' in text
+    assert 'signoff_sla_breaches{outcome="escalated"} 0.0' in text
+    clock.advance(20 * HOUR)  # 24.5 h: the expert case escalates
+    await rt.sla.sweep()
+    later = clock.now().timestamp() + 31 * 60  # past its new 30-minute SLA, unswept
+    text = (await Metrics().render(rt.engine, later)).decode()
+    assert 'signoff_open_cases_by_age{age="1d_to_3d",lane="stop_the_line"} 1.0' in text
+    assert 'signoff_open_cases_overdue{lane="stop_the_line"} 1.0' in text
+    assert 'signoff_sla_breaches{outcome="escalated"} 1.0' in text

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.store.tables import cases, decisions, outbox
+from bot.store.tables import cases, decisions, events, outbox
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+AGES = ((1, "under_1h"), (4, "1h_to_4h"), (24, "4h_to_1d"), (72, "1d_to_3d"))
+OLDEST = "over_3d"
 
 
 class Metrics:
@@ -56,6 +60,24 @@ class Metrics:
             ["kind", "status"],
             registry=self.registry,
         )
+        self.open_by_age = Gauge(
+            "signoff_open_cases_by_age",
+            "Cases waiting for a person (pending or asked), by lane and age",
+            ["lane", "age"],
+            registry=self.registry,
+        )
+        self.overdue = Gauge(
+            "signoff_open_cases_overdue",
+            "Cases waiting for a person past their due time, by lane",
+            ["lane"],
+            registry=self.registry,
+        )
+        self.breaches = Gauge(
+            "signoff_sla_breaches",
+            "SLA breaches so far, by what followed (escalated, or expired to the default)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.outbox_oldest = Gauge(
             "signoff_outbox_oldest_pending_seconds",
             "Age of the oldest undelivered outbox row",
@@ -90,6 +112,43 @@ class Metrics:
                     select(func.min(outbox.c.created_at)).where(outbox.c.status == "pending")
                 )
             ).scalar()
+            at = datetime.fromtimestamp(now, UTC)
+            age = case(
+                *[(cases.c.created_at > at - timedelta(hours=h), name) for h, name in AGES],
+                else_=OLDEST,
+            )
+            waiting = cases.c.status.in_(("pending", "info_requested"))
+            aged = (
+                await conn.execute(
+                    select(cases.c.lane, age, func.count())
+                    .where(waiting)
+                    .group_by(cases.c.lane, age)
+                )
+            ).all()
+            late = (
+                await conn.execute(
+                    select(cases.c.lane, func.count())
+                    .where(waiting, cases.c.due_at < at)
+                    .group_by(cases.c.lane)
+                )
+            ).all()
+            breached = (
+                await conn.execute(
+                    select(events.c.type, func.count())
+                    .where(events.c.type.in_(("escalated", "expired")), events.c.actor == "timer")
+                    .group_by(events.c.type)
+                )
+            ).all()
+        self.open_by_age.clear()
+        for lane, bucket, count in aged:
+            self.open_by_age.labels(lane, bucket).set(count)
+        self.overdue.clear()
+        for lane, count in late:
+            self.overdue.labels(lane).set(count)
+        for outcome in ("escalated", "expired"):
+            self.breaches.labels(outcome).set(0)
+        for outcome, count in breached:
+            self.breaches.labels(outcome).set(count)
         for gauge, rows in ((self.cases, by_lane), (self.decisions, made), (self.outbox, owed)):
             gauge.clear()
             for a, b, count in rows:
