@@ -114,6 +114,7 @@ def build_card(
         reason_codes=policy.policy.reason_codes(str(row["kind"])),
         audit=audit,
         acknowledged_by=row["acknowledged_by"],
+        claimed_by=row.get("claimed_by") if not decided else None,
         needs_ack=bool(lane and lane.ack_within) and row["acknowledged_at"] is None and not decided,
         outcome=final,
         votes=[o for o in outcomes if final is None or o is not final],

@@ -212,6 +212,8 @@ def prepare(
         "due_at": due_at,
         "acknowledged_at": None,
         "acknowledged_by": None,
+        "claimed_by": None,
+        "claimed_at": None,
         "decided_at": now if decision else None,
         "created_at": now,
         "updated_at": now,

@@ -117,6 +117,7 @@ class CardView:
     info_question: str | None = None
     why: Sequence[str] = field(default_factory=tuple)
     sla_state: str | None = None  # on_time, at_risk (the SLA's last fifth), overdue
+    claimed_by: str | None = None  # a reviewer key; reminders go to them
 
 
 @dataclass(frozen=True)

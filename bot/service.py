@@ -639,6 +639,55 @@ class Service:
             "busy", "The case is being changed by many people at once; try again."
         )
 
+    async def claim(self, case_id: str, reviewer: Reviewer) -> Result:
+        """Take the case: reminders go to the claimer. Only an approver may; a case
+        claimed by someone else must be released by them first."""
+        return await self._set_claim(case_id, reviewer, claiming=True)
+
+    async def release(self, case_id: str, reviewer: Reviewer) -> Result:
+        """Give the case back to the lane (only the claimer may)."""
+        return await self._set_claim(case_id, reviewer, claiming=False)
+
+    async def _set_claim(self, case_id: str, reviewer: Reviewer, *, claiming: bool) -> Result:
+        verb = "claim" if claiming else "release"
+        for _ in range(CAS_TRIES):
+            case, closed = await self._read(case_id)
+            holder = case.row["claimed_by"]
+            try:
+                if closed is not None:
+                    raise closed
+                await self._authorize(case, self._lane(case), reviewer)
+                if claiming and holder not in (None, reviewer.key):
+                    raise DecisionRefused(
+                        "claimed", f"{holder} has claimed this case; they can release it."
+                    )
+                if not claiming and holder != reviewer.key:
+                    raise DecisionRefused("not_claimed", "You have not claimed this case.")
+            except DecisionRefused as exc:
+                await self._refuse(case_id, reviewer.key, exc, verb)
+                raise
+            if claiming and holder == reviewer.key:
+                return Result("claimed", case.id, str(case.row["status"]))
+            now = self.clock.now()
+            async with self.store.write() as conn:
+                values: dict[str, Any] = {
+                    "claimed_by": reviewer.key if claiming else None,
+                    "claimed_at": now if claiming else None,
+                }
+                if not await self._bump(conn, case, **values):
+                    continue
+                targets = await self._card_targets(conn, case.id)
+                kind = "claimed" if claiming else "released"
+                await conn.execute(events.insert(), [self._event(case.id, kind, reviewer.key, {})])
+                deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
+                if deliveries:
+                    await conn.execute(outbox.insert(), deliveries)
+            self._on_commit()
+            return Result("claimed" if claiming else "released", case.id, str(case.row["status"]))
+        raise DecisionRefused(
+            "busy", "The case is being changed by many people at once; try again."
+        )
+
     def _own(self, case: _Case, source: str) -> None:
         if case.row["source"] != source:
             raise ForbiddenError("this case belongs to another source", case_id=case.id)

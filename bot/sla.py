@@ -169,6 +169,13 @@ class SlaClock:
     def _bump(self, conn: Connection, case: Row, now: datetime, **values: Any) -> bool:
         return conn.execute(bump(case["id"], case["version"], now, **values)).rowcount == 1
 
+    def _whom(self, case: Row, lane: Lane, platform: str) -> list[str]:
+        """Who a reminder mentions: the person who claimed the case, else the approvers."""
+        claimer = str(case["claimed_by"] or "")
+        if claimer.partition(":")[0] == platform:
+            return [claimer.partition(":")[2]]
+        return lane.approver_entries(platform)
+
     def _places(self, conn: Connection, case_id: str) -> list[str]:
         """Where the case's cards are (`platform:channel`)."""
         return sorted(r[0] for r in conn.execute(card_targets(case_id)))
@@ -189,7 +196,7 @@ class SlaClock:
                 case["id"],
                 "notify",
                 t,
-                {"text": text, "mentions": lane.approver_entries(t.partition(":")[0])},
+                {"text": text, "mentions": self._whom(case, lane, t.partition(":")[0])},
                 now,
             )
             for t in places

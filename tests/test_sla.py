@@ -298,3 +298,24 @@ async def test_metrics_export_open_cases_by_age_overdue_and_breaches(
     assert 'signoff_open_cases_by_age{age="1d_to_3d",lane="stop_the_line"} 1.0' in text
     assert 'signoff_open_cases_overdue{lane="stop_the_line"} 1.0' in text
     assert 'signoff_sla_breaches{outcome="escalated"} 1.0' in text
+
+
+async def test_a_claimed_case_reminds_the_claimer_only(rt: Runtime, clock: FrozenClock) -> None:
+    case_id = await submit(rt)
+    await rt.service.claim(case_id, ALICE)
+    with pytest.raises(Exception, match="memory:U0ALICE has claimed this case"):
+        await rt.service.claim(case_id, Reviewer("memory", "U0BOB", "Bob"))
+    with pytest.raises(Exception, match="not an approver"):
+        await rt.service.claim(case_id, Reviewer("memory", "U0MALLORY", "Mallory"))
+    assert (await rt.service.card(case_id)).claimed_by == "memory:U0ALICE"
+    await at(rt, clock, 2 * HOUR)
+    found = await state(rt, case_id)
+    assert owed(found, "notify")[0]["payload"]["mentions"] == ["U0ALICE"]
+    await rt.service.release(case_id, ALICE)
+    await at(rt, clock, 3.2 * HOUR)
+    found = await state(rt, case_id)
+    assert owed(found, "notify")[1]["payload"]["mentions"] == ["U0ALICE", "U0BOB", "G0REVIEWERS"]
+    assert [e["type"] for e in found["events"] if e["type"] in ("claimed", "released")] == [
+        "claimed",
+        "released",
+    ]

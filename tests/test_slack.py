@@ -68,7 +68,7 @@ async def test_full_loop_card_click_modal_submit_update_callback(world: SlackWor
         assert "<https://expenses.example.com/r/1|Receipt>" in shown
         assert "<!date^" in shown  # the SLA in each reader's own time zone
         assert "*employee*\\nDana" in shown
-        assert actions_of(blocks) == ["approve", "reject", "request_info"]
+        assert actions_of(blocks) == ["approve", "reject", "request_info", "claim"]
         buttons = {
             e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]
         }
@@ -269,7 +269,7 @@ async def test_request_info_loop_question_callback_answer_and_buttons_back(
         waiting = world.slack.message(card.channel, card.ts)
         assert waiting is not None
         assert "Waiting for the workflow to answer:* Who attended?" in text_of(waiting.blocks)
-        assert actions_of(waiting.blocks) == ["approve", "reject"]
+        assert actions_of(waiting.blocks) == ["approve", "reject", "claim"]
         await wait_for(lambda: len(hook.received) >= 1)
         assert hook.received[0].body["type"] == "info_requested"
         assert hook.received[0].body["question"] == "Who attended?"
@@ -284,7 +284,7 @@ async def test_request_info_loop_question_callback_answer_and_buttons_back(
         await world.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 2)
         back = world.slack.message(card.channel, card.ts)
         assert back is not None
-        assert actions_of(back.blocks) == ["approve", "reject", "request_info"]
+        assert actions_of(back.blocks) == ["approve", "reject", "request_info", "claim"]
         assert "Waiting for the workflow" not in text_of(back.blocks)
     assert (await status_of(world, submitted["id"]))["status"] == "pending"
 
@@ -296,7 +296,13 @@ async def test_stop_the_line_pages_on_call_acknowledge_then_quorum_of_two(
     assert submitted["lane"] == "stop_the_line"
     card = await world.card_for(submitted["id"])
     assert card.channel == "C0ONCALL"
-    assert actions_of(card.blocks) == ["acknowledge", "approve", "reject", "request_info"]
+    assert actions_of(card.blocks) == [
+        "acknowledge",
+        "approve",
+        "reject",
+        "request_info",
+        "claim",
+    ]
     assert "Waiting for on-call to acknowledge" in text_of(card.blocks)
 
     await world.slack.wait_for(lambda s: len(s.of("conversations.open")) == 3)
@@ -320,7 +326,7 @@ async def test_stop_the_line_pages_on_call_acknowledge_then_quorum_of_two(
     acked = world.slack.message(card.channel, card.ts)
     assert acked is not None
     assert "Acknowledged by <@U0OPS1>" in text_of(acked.blocks)
-    assert actions_of(acked.blocks) == ["approve", "reject", "request_info"]
+    assert actions_of(acked.blocks) == ["approve", "reject", "request_info", "claim"]
 
     first = await world.reviewers.decide(acked, "approve", "U0OPS1", "policy_match")
     assert first.text == ""
@@ -517,3 +523,29 @@ async def test_server_errors_on_an_update_are_retried_and_it_lands_once(lite: Sl
     assert lite.slack.message(card.channel, card.ts).edits == 1
     assert sum(1 for c in lite.slack.rejected if c.method == "chat.update") == 4
     assert "Approved* by <@U0ALICE>" in text_of(lite.slack.message(card.channel, card.ts).blocks)
+
+
+async def test_claim_and_release_from_the_card(lite: SlackWorld) -> None:
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    await lite.reviewers.click(card, "claim", "U0CAROL")
+    await lite.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 1)
+    claimed = lite.slack.message(card.channel, card.ts)
+    assert claimed is not None
+    assert "Claimed by <@U0CAROL>" in text_of(claimed.blocks)
+    assert "release" in actions_of(claimed.blocks)
+    await lite.reviewers.click(claimed, "release", "U0ALICE")  # not hers to release
+    await lite.slack.wait_for(lambda s: s.of("chat.postEphemeral"))
+    assert lite.slack.of("chat.postEphemeral")[0].params["text"] == (
+        "You have not claimed this case."
+    )
+    await lite.reviewers.click(claimed, "release", "U0CAROL")
+    await lite.slack.wait_for(lambda s: s.message(card.channel, card.ts).edits >= 2)
+    released = lite.slack.message(card.channel, card.ts)
+    assert released is not None
+    assert "Claimed by" not in text_of(released.blocks)
+    found = await status_of(lite, submitted["id"])
+    assert [e["type"] for e in found["events"] if e["type"] in ("claimed", "released")] == [
+        "claimed",
+        "released",
+    ]

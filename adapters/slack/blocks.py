@@ -165,6 +165,8 @@ def state_lines(card: CardView) -> list[str]:
         lines.append("🚨 *Waiting for on-call to acknowledge.*")
     elif card.acknowledged_by:
         lines.append(f"🟢 Acknowledged by {who(card.acknowledged_by)}")
+    if card.claimed_by:
+        lines.append(f"🙋 Claimed by {who(card.claimed_by)}: reminders go to them")
     if card.info_question is not None:
         lines.append(f"❓ *Waiting for the workflow to answer:* {fit(card.info_question, 1000)[0]}")
     return lines
@@ -320,6 +322,11 @@ def _buttons(card: CardView, cut: bool) -> list[ButtonElement]:
         buttons.append(_button("reject", "Reject", card.case_id, style="danger", confirm=confirm))
     if "request_info" in card.actions and card.info_question is None:
         buttons.append(_button("request_info", "Request info", card.case_id))
+    if card.actions:
+        if card.claimed_by:
+            buttons.append(_button("release", "Release", card.case_id))
+        else:
+            buttons.append(_button("claim", "Claim", card.case_id))
     if cut:
         buttons.append(_button("full_context", "Show full context", card.case_id))
     return buttons

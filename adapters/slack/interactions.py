@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLICK = re.compile(r"^signoff_(approve|reject|request_info|acknowledge|full_context)$")
+CLICK = re.compile(
+    r"^signoff_(approve|reject|request_info|acknowledge|claim|release|full_context)$"
+)
 FIELD_OF = {
     "reason_code_required": blocks.CODE_BLOCK,
     "unknown_reason_code": blocks.CODE_BLOCK,
@@ -147,6 +149,10 @@ class Interactions:
                 return
             if verb == "acknowledge":
                 await self.service.acknowledge(case_id, reviewer)
+                return
+            if verb in ("claim", "release"):
+                change = self.service.claim if verb == "claim" else self.service.release
+                await change(case_id, reviewer)
                 return
             card = await self.service.precheck(case_id, reviewer, verb)
             meta = blocks.metadata(case_id, verb, channel, ts)

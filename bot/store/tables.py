@@ -95,6 +95,8 @@ class Case(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(256))
+    claimed_by: Mapped[str | None] = mapped_column(String(300))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -197,9 +199,20 @@ class Timer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Run(Base):
+    """A scheduled job's run, by a key naming its period (`digest:2026-11-30`): the
+    replica that inserts the key first runs the job; the others find it taken."""
+
+    __tablename__ = "runs"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 cases = cast(Table, Case.__table__)
 decisions = cast(Table, Decision.__table__)
 events = cast(Table, Event.__table__)
 outbox = cast(Table, Outbox.__table__)
 cards = cast(Table, Card.__table__)
 timers = cast(Table, Timer.__table__)
+runs = cast(Table, Run.__table__)

@@ -1,0 +1,57 @@
+"""Alembic migrations: each one upgrades a database holding data, on SQLite and
+PostgreSQL, and the models match what the migrations build."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import inspect, text
+
+from bot.store import db
+
+
+async def test_0002_adds_claims_and_runs_to_a_database_with_cases(database_url: str) -> None:
+    engine = db.create_engine(database_url)
+    try:
+        await db.upgrade(engine, "0001")
+        now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC).replace(tzinfo=None)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO cases (id, source, kind, title, status, lane, rule,"
+                    " policy_version, recommended_action, confidence, audit_sampled,"
+                    " blind_review, created_at, updated_at, version, request_hash,"
+                    " submit_response, body) VALUES ('c1', 'default', 'k', 't', 'pending',"
+                    " 'review', 'rule 1', 'v', 'approve', 0.8, false, false, :now, :now, 1,"
+                    " 'h', '{}', '{}')"
+                ),
+                {"now": now},
+            )
+        assert await db.revision_state(engine) == ("0001", "0002")
+        await db.upgrade(engine)
+        assert await db.revision_state(engine) == ("0002", "0002")
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT id, claimed_by, claimed_at FROM cases"))).one()
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert tuple(row) == ("c1", None, None)
+        assert "runs" in tables
+    finally:
+        await engine.dispose()
+
+
+async def test_the_models_match_what_the_migrations_build(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bot.store.tables import Base
+
+    engine = db.create_engine(database_url)
+    try:
+        await db.upgrade(engine)
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
+    finally:
+        await engine.dispose()
+    assert diff == []
