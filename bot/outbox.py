@@ -35,7 +35,7 @@ from bot import signing
 from bot.cards import build_card
 from bot.intake import Prepared
 from bot.policy import LoadedPolicy
-from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef
+from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef, Summary
 from bot.store.bulk import BulkInsert, Sql
 from bot.store.db import Store
 from bot.store.tables import cards, cases, decisions, events, outbox
@@ -329,12 +329,16 @@ class OutboxWorker:
         if kind == "callback":
             await self._callback(row, payload, str(case["source"]) if case else "default")
             return None
-        if case is None:
-            raise DeliveryFailed("the case of this delivery is gone", permanent=True)
         platform, _, channel = str(row["target"]).partition(":")
         adapter = self.adapters.get(platform)
         if adapter is None:
             raise DeliveryFailed(f"no adapter for platform {platform!r} is running")
+        if kind == "summary":  # a manager's digest or summary: no case
+            summary = Summary(str(payload.get("title", "")), str(payload.get("text", "")))
+            await adapter.post_summary(channel, summary)
+            return None
+        if case is None:
+            raise DeliveryFailed("the case of this delivery is gone", permanent=True)
         card = build_card(
             case,
             orjson.loads(case["body"]),

@@ -37,7 +37,7 @@ def event_row(
 
 
 def delivery_row(
-    case_id: str, kind: str, target: str, payload: dict[str, Any], at: datetime
+    case_id: str | None, kind: str, target: str, payload: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
     return {
         "case_id": case_id,

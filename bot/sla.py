@@ -30,10 +30,13 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from bot.intake import targets
@@ -41,8 +44,8 @@ from bot.policy import LoadedPolicy
 from bot.protocols import Clock
 from bot.rows import bump, card_targets, delivery_row, event_row, lane_timers, timer_row
 from bot.store.db import Store
-from bot.store.tables import cases, decisions, events, outbox, timers
-from policies.schema import Lane
+from bot.store.tables import cases, decisions, events, outbox, read_utc, runs, timers
+from policies.schema import Lane, parse_schedule
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,19 @@ BATCH = 500
 
 
 Row = Mapping[Any, Any]
+
+
+def take_run(conn: Connection, key: str, now: datetime) -> bool:
+    """Take a scheduled job's run key; False when another replica (or an earlier run)
+    has it. Taken in the transaction that does the job's work, so both or neither."""
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    taken = conn.execute(dialect.insert(runs).values(key=key, at=now).on_conflict_do_nothing())
+    return taken.rowcount == 1
+
+
+def _age(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
 
 
 class SlaClock:
@@ -83,7 +99,83 @@ class SlaClock:
             coalesce=True,
             misfire_grace_time=None,
         )
+        daily = self.digest_trigger()
+        if daily is not None:
+            self.scheduler.add_job(
+                self._scheduled_digest,
+                daily,
+                id="daily-digest",
+                coalesce=True,
+                misfire_grace_time=3600,
+            )
         self.scheduler.start()
+
+    def digest_trigger(self) -> CronTrigger | None:
+        """When the policy's `summaries.daily` asks for the digest of waiting cases."""
+        summaries = self.policy.policy.summaries
+        if summaries is None or summaries.daily is None:
+            return None
+        days, hour, minute, zone = parse_schedule(summaries.daily)
+        return CronTrigger(
+            day_of_week=None if days == "*" else days,
+            hour=hour,
+            minute=minute,
+            timezone=ZoneInfo(zone),
+        )
+
+    async def _scheduled_digest(self) -> None:
+        try:
+            if await self.digest():
+                self.on_commit()
+        except Exception:
+            log.exception("the daily digest failed")
+
+    async def digest(self) -> bool:
+        """Post the digest of cases waiting for a person to the managers' channels, once
+        per day across all replicas (the first to take the day's run key posts it)."""
+        return await self.store.run_write(self._digest_now)
+
+    def _digest_now(self, conn: Connection) -> bool:
+        summaries = self.policy.policy.summaries
+        if summaries is None:
+            return False
+        now = self.clock.now()
+        zone = parse_schedule(summaries.daily)[3] if summaries.daily else "UTC"
+        if not take_run(conn, f"digest:{now.astimezone(ZoneInfo(zone)).date()}", now):
+            return False
+        waiting = cases.c.status.in_(("pending", "info_requested"))
+        rows = conn.execute(
+            select(
+                cases.c.lane,
+                func.count(),
+                func.sum(case((cases.c.due_at < now, 1), else_=0)),
+                func.min(cases.c.created_at),
+            )
+            .where(waiting)
+            .group_by(cases.c.lane)
+            .order_by(cases.c.lane)
+        ).all()
+        lines = []
+        for lane, count, overdue, oldest in rows:
+            age = now - (read_utc(oldest) or now)
+            lines.append(
+                f"• {lane}: {count} waiting, {int(overdue or 0)} overdue, "
+                f"the oldest for {_age(age)}"
+            )
+        text = "\n".join(lines) or "Nothing is waiting for a person."
+        title = f"Waiting for a person on {now.astimezone(ZoneInfo(zone)):%a %d %b}"
+        places = targets(summaries.channels, set(self.platforms()), "summaries")
+        conn.execute(
+            outbox.insert(),
+            [
+                {
+                    **delivery_row("", "summary", t, {"title": title, "text": text}, now),
+                    "case_id": None,
+                }
+                for t in places
+            ],
+        )
+        return True
 
     async def stop(self) -> None:
         if self.scheduler is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -66,7 +67,42 @@ def _one_or_many(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+DAY = r"(?:mon|tue|wed|thu|fri|sat|sun)"
+DAYS = rf"{DAY}(?:-{DAY})?(?:,{DAY}(?:-{DAY})?)*"
+SCHEDULE = re.compile(
+    rf"^(?:(?P<days>{DAYS}) )?(?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)(?: (?P<tz>\S+))?$"
+)
+
+
+def _schedule(value: object) -> str:
+    """`[days ]HH:MM[ Time/Zone]`: `mon 09:00 Europe/Berlin`, `mon-fri 08:30`, `17:00`."""
+    if not isinstance(value, str):
+        raise ValueError("a schedule is text such as `mon 09:00 Europe/Berlin`")
+    found = SCHEDULE.match(value.strip())
+    if found is None:
+        raise ValueError(
+            f"{value!r} is not a schedule: write `[days ]HH:MM[ Time/Zone]`, "
+            "such as `mon 09:00 Europe/Berlin` or `mon-fri 08:30 UTC`"
+        )
+    if found["tz"]:
+        try:
+            ZoneInfo(found["tz"])
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{found['tz']!r} is not a time zone (use e.g. Europe/Berlin)"
+            ) from exc
+    return value.strip()
+
+
+def parse_schedule(value: str) -> tuple[str, int, int, str]:
+    """(days or '*', hour, minute, time zone) of a checked schedule."""
+    found = SCHEDULE.match(value)
+    assert found is not None
+    return found["days"] or "*", int(found["hour"]), int(found["minute"]), found["tz"] or "UTC"
+
+
 Duration = Annotated[int, BeforeValidator(_duration)]
+Schedule = Annotated[str, BeforeValidator(_schedule)]
 Percent = Annotated[float, BeforeValidator(_percent)]
 OneOrMany = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
 
@@ -142,7 +178,8 @@ class Kind(Strict):
 
 class Summaries(Strict):
     channels: dict[Platform, str] = Field(default_factory=dict)
-    weekly: str | None = None
+    weekly: Schedule | None = None  # the weekly summary (issue 6)
+    daily: Schedule | None = None  # a digest of the cases waiting for a person
 
 
 class Policy(Strict):

@@ -645,6 +645,20 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         "'reject' or 'approve'",
     ),
     ("audit_lane", BASE + "audit_lane: nowhere\n", 16, "audit_lane", "not a human lane"),
+    (
+        "daily digest at 25:00",
+        BASE + "summaries:\n  daily: tue 25:00\n",
+        17,
+        "summaries.daily",
+        "'tue 25:00' is not a schedule: write `[days ]HH:MM[ Time/Zone]`",
+    ),
+    (
+        "weekly summary in no time zone",
+        BASE + "summaries:\n  weekly: mon 09:00 Mars/Base\n",
+        17,
+        "summaries.weekly",
+        "'Mars/Base' is not a time zone",
+    ),
     ("no rules", "\n".join(BASE.splitlines()[:10]) + "\n", 1, "rules", "Field required"),
 ]
 

@@ -319,3 +319,87 @@ async def test_a_claimed_case_reminds_the_claimer_only(rt: Runtime, clock: Froze
         "claimed",
         "released",
     ]
+
+
+# -- the daily digest: a cron job that runs once per day across replicas --------------
+
+DAILY = '  weekly: "mon 09:00 Europe/Berlin"\n  daily: "mon-fri 09:00 Europe/Berlin"\n'
+
+
+@pytest.fixture
+def digest_policy(tmp_path: Any) -> Any:
+    from bot.policy import load_policy
+    from tests.conftest import TEST_POLICY
+
+    text = TEST_POLICY.read_text().replace('  weekly: "mon 09:00 Europe/Berlin"\n', DAILY)
+    assert "daily:" in text
+    path = tmp_path / "digest.yaml"
+    path.write_text(text)
+    return load_policy(path)
+
+
+async def digest_runtime(url: str, policy: Any, clock: FrozenClock, memory: Any) -> Runtime:
+    from tests.conftest import settings_for
+
+    rt = Runtime(settings_for(url), policy=policy, adapters={"memory": memory}, clock=clock)
+    await rt.start()
+    return rt
+
+
+async def test_the_daily_digest_posts_once_a_day_what_is_waiting(
+    database_url: str, digest_policy: Any, clock: FrozenClock, memory: Any
+) -> None:
+    rt = await digest_runtime(database_url, digest_policy, clock, memory)
+    try:
+        await submit(rt)
+        await submit(rt, title="Second")
+        await submit(rt, **{"recommendation.confidence": 0.6})  # expert
+        clock.advance(5 * HOUR)  # the review cases are overdue (not swept: no expiry)
+        assert await rt.sla.digest() is True
+        assert await rt.sla.digest() is False  # the day's run key is taken
+        await wait_for(lambda: len(memory.of("post_summary")) == 1)
+        channel, summary = memory.of("post_summary")[0]
+        assert channel == "C0MANAGERS"
+        assert summary.title == "Waiting for a person on Mon 16 Nov"
+        assert summary.text.splitlines() == [
+            "• expert: 1 waiting, 0 overdue, the oldest for 5.0 hours",
+            "• review: 2 waiting, 2 overdue, the oldest for 5.0 hours",
+        ]
+        clock.advance(24 * HOUR)
+        assert await rt.sla.digest() is True  # a new day, a new key
+    finally:
+        await rt.stop()
+
+
+async def test_the_digest_runs_at_its_cron_time_in_its_zone(
+    sqlite_url: str, digest_policy: Any, clock: FrozenClock, memory: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    rt = await digest_runtime(sqlite_url, digest_policy, clock, memory)
+    try:
+        trigger = rt.sla.digest_trigger()
+        assert trigger is not None
+        saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        fire = trigger.get_next_fire_time(None, saturday)
+        assert fire.astimezone(UTC) == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # Mon 09:00 CET
+        assert rt.sla.scheduler is not None
+        assert rt.sla.scheduler.get_job("daily-digest") is not None
+    finally:
+        await rt.stop()
+
+
+@pytest.mark.postgres
+async def test_two_instances_post_one_digest(
+    digest_policy: Any, clock: FrozenClock, memory: Any
+) -> None:
+    url = pg_url_or_skip()
+    await reset_postgres(url)
+    one = await digest_runtime(url, digest_policy, clock, memory)
+    two = await digest_runtime(url, digest_policy, clock, memory)
+    try:
+        ran = await asyncio.gather(*(rt.sla.digest() for rt in (one, two, one, two)))
+        assert sorted(ran) == [False, False, False, True]
+    finally:
+        await one.stop()
+        await two.stop()
