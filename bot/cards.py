@@ -8,10 +8,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.calendar import WorkingTime
 from bot.durations import parse_duration
 from bot.policy import LoadedPolicy, explain
 from bot.protocols import CardView, Fact, Link, Outcome
 from bot.schemas import CaseIn
+from policies.schema import Lane
 
 
 def _text(value: Any) -> str:
@@ -38,12 +40,13 @@ def why_routed(row: Mapping[str, Any], body: Mapping[str, Any], policy: LoadedPo
 AT_RISK = 0.2  # the last fifth of the SLA
 
 
-def _sla_state(due: datetime, now: datetime, case_sla: Any, lane_sla: int | None) -> str:
-    """`overdue` past the due time, `at_risk` in the SLA's last fifth, else `on_time`."""
-    left = (due - now).total_seconds()
-    if left <= 0:
+def _sla_state(due: datetime, now: datetime, case_sla: Any, lane: Lane | None) -> str:
+    """`overdue` past the due time, `at_risk` in the SLA's last fifth (of working
+    time, when the lane keeps business hours), else `on_time`."""
+    if due <= now:
         return "overdue"
-    total = parse_duration(case_sla) if case_sla else lane_sla
+    left = WorkingTime(lane.hours if lane else None).between(now, due)
+    total = parse_duration(case_sla) if case_sla else (lane.sla if lane else None)
     return "at_risk" if total and left <= total * AT_RISK else "on_time"
 
 
@@ -83,7 +86,7 @@ def build_card(
     decided = status not in ("pending", "info_requested")
     sla_state = None
     if not decided and now is not None and row["due_at"] is not None:
-        sla_state = _sla_state(row["due_at"], now, body.get("sla"), lane.sla if lane else None)
+        sla_state = _sla_state(row["due_at"], now, body.get("sla"), lane)
     return CardView(
         case_id=str(row["id"]),
         lane=str(row["lane"]),

@@ -22,3 +22,6 @@ class FrozenClock:
     def advance(self, seconds: float) -> datetime:
         self._now += timedelta(seconds=seconds)
         return self._now
+
+    def set(self, at: datetime) -> None:
+        self._now = at

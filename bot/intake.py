@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -24,6 +24,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from bot.calendar import WorkingTime
 from bot.errors import ConflictError
 from bot.ids import new_case_id
 from bot.policy import LoadedPolicy, route
@@ -170,7 +171,7 @@ def prepare(
         blind = sampled(case_id, "blind", policy.policy.blind_review)
         sla = case.sla_seconds() or lane.sla
         if sla:
-            due_at = now + timedelta(seconds=sla)
+            due_at = WorkingTime(lane.hours).add(now, sla)
         timer_rows = lane_timers(case_id, lane, sla, now)
         outbox_rows += [
             deliver("post_card", t) for t in targets(lane.channels, platforms, lane_name)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Select, Update, select, update
 
+from bot.calendar import WorkingTime
 from bot.store.tables import cases, outbox
 from policies.schema import Lane
 
@@ -65,15 +66,16 @@ def timer_row(case_id: str, what: str, due: datetime, at: datetime) -> dict[str,
 def lane_timers(
     case_id: str, lane: Lane, sla: int | None, at: datetime, *, acknowledged: bool = False
 ) -> list[dict[str, Any]]:
-    """A lane's clock for a case entering it at `at`: reminders and breach of `sla`, and
-    the acknowledgement deadline of a lane that pages."""
+    """A lane's clock for a case entering it at `at`: reminders and breach of `sla` (in
+    the lane's working time), and the acknowledgement deadline of a lane that pages."""
     rows = []
     if sla:
+        hours = WorkingTime(lane.hours)
         rows += [
-            timer_row(case_id, f"remind:{int(p * 100)}", at + timedelta(seconds=sla * p), at)
+            timer_row(case_id, f"remind:{int(p * 100)}", hours.add(at, sla * p), at)
             for p in lane.reminders
         ]
-        rows.append(timer_row(case_id, "breach", at + timedelta(seconds=sla), at))
+        rows.append(timer_row(case_id, "breach", hours.add(at, sla), at))
     if lane.ack_within and not acknowledged:
         rows.append(timer_row(case_id, "ack", at + timedelta(seconds=lane.ack_within), at))
     return rows

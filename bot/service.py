@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.calendar import WorkingTime
 from bot.cards import build_card
 from bot.errors import AlreadyDecided, DecisionRefused, ForbiddenError, NotFound
 from bot.intake import dumps
@@ -510,11 +511,14 @@ class Service:
             ]
             body["history"] = history[-100:]
             async with self.store.write() as conn:
-                waited = await self._waited(conn, case)
-                due = case.row["due_at"] + waited if case.row["due_at"] else None
+                asked = await self._asked_at(conn, case)
+                hours = WorkingTime(
+                    lane.hours if (lane := self.policy.lane(case.row["lane"])) else None
+                )
+                due = self._resumed(hours, asked, case.row["due_at"])
                 if not await self._bump(conn, case, status="pending", body=dumps(body), due_at=due):
                     continue
-                await self._shift_timers(conn, case, waited)
+                await self._shift_timers(conn, case, hours, asked)
                 targets = await self._card_targets(conn, case.id)
                 await conn.execute(
                     events.insert(),
@@ -540,9 +544,9 @@ class Service:
             "busy", "The case is being changed by many people at once; try again."
         )
 
-    async def _waited(self, conn: AsyncConnection, case: _Case) -> timedelta:
-        """How long the case has waited on the workflow: its SLA clock was paused."""
-        asked = (
+    async def _asked_at(self, conn: AsyncConnection, case: _Case) -> datetime | None:
+        """When the workflow was asked: the SLA clock has been paused since."""
+        asked: datetime | None = (
             await conn.execute(
                 select(events.c.at)
                 .where(events.c.case_id == case.id, events.c.type == "info_requested")
@@ -550,11 +554,22 @@ class Service:
                 .limit(1)
             )
         ).scalar()
-        return max(timedelta(0), self.clock.now() - asked) if asked else timedelta(0)
+        return asked
 
-    async def _shift_timers(self, conn: AsyncConnection, case: _Case, waited: timedelta) -> None:
+    def _resumed(
+        self, hours: WorkingTime, asked: datetime | None, due: datetime | None
+    ) -> datetime | None:
+        """A due time after the pause: what was left of it when the workflow was asked
+        (in working time), counted again from now."""
+        if due is None or asked is None:
+            return due
+        return hours.add(self.clock.now(), hours.between(asked, due))
+
+    async def _shift_timers(
+        self, conn: AsyncConnection, case: _Case, hours: WorkingTime, asked: datetime | None
+    ) -> None:
         """Move the case's pending timers later by the pause."""
-        if not waited:
+        if asked is None:
             return
         pending = await conn.execute(
             select(timers.c.id, timers.c.due_at).where(
@@ -563,7 +578,9 @@ class Service:
         )
         for timer_id, due in pending.all():
             await conn.execute(
-                update(timers).where(timers.c.id == timer_id).values(due_at=due + waited)
+                update(timers)
+                .where(timers.c.id == timer_id)
+                .values(due_at=self._resumed(hours, asked, due))
             )
 
     async def cancel(self, case_id: str, source: str, reason: str | None) -> Result:

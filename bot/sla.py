@@ -39,6 +39,7 @@ from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from bot.calendar import WorkingTime
 from bot.intake import targets
 from bot.policy import LoadedPolicy
 from bot.protocols import Clock
@@ -304,7 +305,7 @@ class SlaClock:
         target = self.policy.lane(to)
         assert target is not None
         sla = target.sla
-        due = now + timedelta(seconds=sla) if sla else None
+        due = WorkingTime(target.hours).add(now, sla) if sla else None
         if not self._bump(conn, case, now, lane=to, due_at=due):
             return False
         old = self._places(conn, case["id"])

@@ -9,6 +9,7 @@ A policy has lanes (where a case goes and who may decide it), first-match rules
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -111,6 +112,50 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Hours(Strict):
+    """Business hours: the SLA counts only working time."""
+
+    tz: str
+    days: str = "mon-fri"
+    start: str = Field(default="09:00", alias="from")
+    end: str = Field(default="17:00", alias="to")
+    holidays: list[date] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} is not a time zone (use one such as Europe/Berlin)"
+            ) from exc
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        if not re.fullmatch(DAYS, value):
+            raise ValueError(f"{value!r} is not a list of days: write e.g. `mon-fri` or `mon,wed`")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not HHMM.match(value):
+            raise ValueError(f"{value!r} is not a time of day: write HH:MM, e.g. 09:00")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> Hours:
+        if self.start >= self.end:
+            raise ValueError(f"the working day ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
 class Lane(Strict):
     channels: dict[Platform, str] = Field(default_factory=dict)
     sla: Duration | None = None
@@ -122,6 +167,7 @@ class Lane(Strict):
     escalate_to: LaneName | None = None
     page: dict[Platform, str] = Field(default_factory=dict)
     ack_within: Duration | None = None
+    hours: Hours | None = None  # business hours; the SLA counts working time only
 
     def approver_entries(self, platform: str) -> list[str]:
         """Who may decide on `platform`: the approvers, or the people paged if none are set."""

@@ -403,3 +403,55 @@ async def test_two_instances_post_one_digest(
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_business_hours_count_only_working_time_and_the_pause_in_it(
+    database_url: str, tmp_path: Any, memory: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.policy import load_policy
+    from tests.conftest import TEST_POLICY, settings_for
+
+    text = TEST_POLICY.read_text().replace(
+        "    reminders: [50%, 80%]\n",
+        "    reminders: [50%]\n    hours: {tz: Europe/Berlin, days: mon-fri, from: '09:00',"
+        " to: '17:00'}\n",
+        1,
+    )
+    path = tmp_path / "hours.yaml"
+    path.write_text(text)
+    clock = FrozenClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))  # Friday 16:00 in Berlin
+    rt = Runtime(
+        settings_for(database_url),
+        policy=load_policy(path),
+        adapters={"memory": memory},
+        clock=clock,
+    )
+    await rt.start(workers=False)
+    try:
+        case_id = await submit_now(rt)
+        found = await state(rt, case_id)
+        # 1 h on Friday, 3 h on Monday: Monday 12:00 in Berlin
+        assert found["case"]["due_at"] == datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+        clock.advance(24 * HOUR)  # Saturday: nothing is due
+        await rt.sla.sweep()
+        assert "reminded" not in kinds(await state(rt, case_id))
+        clock.set(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))  # Monday 10:00: 2 h worked
+        await rt.sla.sweep()
+        assert kinds(await state(rt, case_id)).count("reminded") == 1
+
+        clock.set(datetime(2026, 11, 23, 9, 30, tzinfo=UTC))  # 1.5 h of the SLA left
+        await rt.service.request_info(case_id, ALICE, "Who attended?")
+        clock.set(datetime(2026, 11, 23, 15, 30, tzinfo=UTC))  # 16:30: 30 min of today
+        await rt.service.answer_info(case_id, "default", "The team.", None)
+        found = await state(rt, case_id)
+        assert found["case"]["due_at"] == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # Tue 10:00
+        clock.set(datetime(2026, 11, 24, 8, 59, tzinfo=UTC))
+        await rt.sla.sweep()
+        assert (await state(rt, case_id))["case"]["status"] == "pending"
+        clock.set(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
+        await rt.sla.sweep()
+        assert (await state(rt, case_id))["case"]["status"] == "expired"
+    finally:
+        await rt.stop()
