@@ -156,7 +156,8 @@ class Adapter(Protocol):
         ...
 
     async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
-        """Reply in the card's thread; `mentions` are approver entries to ping on purpose."""
+        """Reply in the card's thread; `mentions` are approver entries to ping on purpose
+        (or `#channel`, a channel to point to)."""
         ...
 
     async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:

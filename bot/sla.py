@@ -64,6 +64,12 @@ def take_run(conn: Connection, key: str, now: datetime) -> bool:
     return taken.rowcount == 1
 
 
+def _pointers(place: str, new: list[str]) -> list[str]:
+    """The new cards' channels on the platform of `place`, as `#channel` mentions."""
+    platform = place.partition(":")[0]
+    return ["#" + t.partition(":")[2] for t in new if t.partition(":")[0] == platform]
+
+
 def _age(age: timedelta) -> str:
     hours = age.total_seconds() / 3600
     return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
@@ -314,7 +320,12 @@ class SlaClock:
         rows = [delivery_row(case["id"], "post_card", t, {}, now) for t in new]
         rows += [delivery_row(case["id"], "update_card", t, {}, now) for t in old]
         text = f"⏫ The SLA passed without a decision: escalated to the {to} lane."
-        rows += [delivery_row(case["id"], "notify", t, {"text": text}, now) for t in old]
+        rows += [
+            delivery_row(
+                case["id"], "notify", t, {"text": text, "mentions": _pointers(t, new)}, now
+            )
+            for t in old
+        ]
         pages = [f"{p}:{who}" for p, who in target.page.items() if p in platforms]
         rows += [delivery_row(case["id"], "page", t, {}, now) for t in pages]
         conn.execute(outbox.insert(), rows)

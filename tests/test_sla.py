@@ -134,7 +134,9 @@ async def test_breach_escalates_up_the_ladder_then_stop_the_line_pages_until_ack
     posted = [r["target"] for r in owed(found, "post_card")]
     assert posted == ["memory:C0EXPERT", "memory:C0ONCALL"]
     assert [r["target"] for r in owed(found, "page")] == ["memory:G0ONCALL"]
-    assert "escalated to the stop_the_line lane" in owed(found, "notify")[0]["payload"]["text"]
+    note = owed(found, "notify")[0]["payload"]
+    assert "escalated to the stop_the_line lane" in note["text"]
+    assert note["mentions"] == ["#C0ONCALL"]  # the first card points to the new one
     assert found["case"]["due_at"] == clock.now() + _td(30 * 60)
 
     await at(rt, clock, 24 * HOUR + 5 * 60)  # nobody acknowledged within 5 minutes

@@ -116,6 +116,8 @@ def test_deliberate_mentions() -> None:
     assert mention("U0ALICE") == "<@U0ALICE>"
     assert mention("@here") == "<!here>"
     assert mention("<!channel>") == "&lt;!channel&gt;"
+    assert mention("#C0EXPERT") == "<#C0EXPERT>"
+    assert mention("#C0|x>") == "#C0|x&gt;"
 
 
 def test_the_due_time_is_relative_in_each_readers_zone_and_says_at_risk_or_overdue() -> None:

@@ -50,6 +50,8 @@ def mention(entry: str) -> str:
         return f"<!subteam^{entry}>"
     if entry[:1] in "UW" and entry.isalnum():
         return f"<@{entry}>"
+    if entry[:1] == "#" and entry[1:].isalnum():
+        return f"<#{entry[1:]}>"  # a channel (where an escalated case went)
     return escape(entry)
 
 
