@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.config import Settings
+from bot.protocols import Clock
 from bot.runtime import Runtime
 from tests.conftest import SECRET, Api, http_server
 from tests.slack_api import Message, SlackApi, slack_api
@@ -228,9 +229,11 @@ def _has_card(reviewers: Reviewers, case_id: str) -> bool:
 
 
 @asynccontextmanager
-async def slack_world(database_url: str, **extra: Any) -> AsyncIterator[SlackWorld]:
+async def slack_world(
+    database_url: str, clock: Clock | None = None, **extra: Any
+) -> AsyncIterator[SlackWorld]:
     async with slack_api(users=USERS, groups=GROUPS) as slack:
-        runtime = Runtime(slack_settings(database_url, slack.url, **extra))
+        runtime = Runtime(slack_settings(database_url, slack.url, **extra), clock=clock)
         await runtime.start()
         try:
             async with (

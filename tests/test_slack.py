@@ -549,3 +549,38 @@ async def test_claim_and_release_from_the_card(lite: SlackWorld) -> None:
         "claimed",
         "released",
     ]
+
+
+async def test_reminder_then_the_safe_default_as_slack_shows_them(sqlite_url: str) -> None:
+    from bot.clock import FrozenClock
+
+    clock = FrozenClock()
+    async with slack_world(sqlite_url, clock=clock) as world:
+        submitted = await world.api.submit()
+        card = await world.card_for(submitted["id"])
+        # let the card's delivery be recorded before the frozen clock jumps past its lease
+        await asyncio.sleep(0.1)
+        clock.advance(2 * 3600)
+        await world.runtime.sla.sweep()
+        await world.slack.wait_for(lambda s: s.thread(card.channel, card.ts))
+        reminder = world.slack.thread(card.channel, card.ts)[0].text
+        assert reminder.startswith("<@U0ALICE> <!subteam^S0REVIEWERS> ⏰ Reminder: 50%")
+        clock.advance(1.3 * 3600)  # 42 minutes left: at risk
+        await world.runtime.sla.sweep()  # the 80% reminder refreshes the card
+        await world.slack.wait_for(
+            lambda s: "At risk" in text_of(s.message(card.channel, card.ts).blocks)
+        )
+        clock.advance(1 * 3600)
+        await world.runtime.sla.sweep()
+        await world.slack.wait_for(
+            lambda s: "Expired" in text_of(s.message(card.channel, card.ts).blocks)
+        )
+        expired = world.slack.message(card.channel, card.ts)
+        assert expired is not None
+        assert actions_of(expired.blocks) == []
+        assert "⛔ *Expired* by timeout" in text_of(expired.blocks).encode().decode(
+            "unicode_escape"
+        )
+        await world.slack.wait_for(lambda s: len(s.thread(card.channel, card.ts)) == 3)
+        assert "rejected by default" in world.slack.thread(card.channel, card.ts)[2].text
+        assert world.slack.violations == []
