@@ -85,12 +85,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     from bot.api.app import create_app
-    from bot.runtime import Runtime
+    from bot.runtime import Runtime, configure_logging
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     settings, created = ensure_webhook_secret(settings)
     host = host or settings.host
     port = settings.port if port is None else port

@@ -21,6 +21,16 @@ from bot.store import db
 log = logging.getLogger(__name__)
 
 
+def configure_logging(level: str) -> None:
+    """The server's logging: `level` for Signoff; APScheduler, which says every second
+    that the SLA sweep ran, only from WARNING up unless debugging."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
 class Runtime:
     def __init__(
         self,

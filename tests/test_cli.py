@@ -600,6 +600,16 @@ def test_serve_makes_keeps_and_reuses_a_secret(isolated: Path) -> None:
     conn.close()
 
 
+def test_serve_logs_no_scheduler_chatter(isolated: Path) -> None:
+    with serving(isolated, isolated.parent / "serve.db", SIGNOFF_WEBHOOK_SECRET=SECRET) as (
+        _,
+        log,
+    ):
+        time.sleep(2.5)  # two or three SLA sweeps
+    assert "apscheduler" not in log[0]
+    assert "Application startup complete" in log[0]
+
+
 def test_serve_with_a_secret_set_makes_no_file(isolated: Path) -> None:
     with serving(isolated, isolated.parent / "serve.db", SIGNOFF_WEBHOOK_SECRET=SECRET) as (
         base,

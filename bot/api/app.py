@@ -28,7 +28,7 @@ from bot.api.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
 from bot.errors import AuthError, ForbiddenError, InvalidInput, NotFound, SignoffError
 from bot.intake import prepare
 from bot.queries import MAX_PAGE, get_case, list_cases
-from bot.runtime import Runtime
+from bot.runtime import Runtime, configure_logging
 from bot.schemas import (
     MAX_BODY_BYTES,
     CancelIn,
@@ -499,7 +499,5 @@ def app_from_settings() -> FastAPI:
     from bot.config import Settings
 
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     return create_app(Runtime(settings))
