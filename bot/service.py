@@ -29,7 +29,7 @@ from bot.outbox import load_batch
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, CardView, Clock, Reviewer
 from bot.rows import bump, card_targets, delivery_row, event_row
-from bot.store.db import Store
+from bot.store.db import Store, Writer
 from bot.store.tables import cases, decisions, events, outbox, timers
 from policies.schema import Lane
 
@@ -243,10 +243,10 @@ class Service:
     ) -> dict[str, Any]:
         return delivery_row(case_id, kind, target, payload, self.clock.now())
 
-    async def _card_targets(self, conn: AsyncConnection, case_id: str) -> list[str]:
+    async def _card_targets(self, conn: Writer, case_id: str) -> list[str]:
         return sorted(r[0] for r in await conn.execute(card_targets(case_id)))
 
-    async def _bump(self, conn: AsyncConnection, case: _Case, **values: Any) -> bool:
+    async def _bump(self, conn: Writer, case: _Case, **values: Any) -> bool:
         """Compare-and-set on the case's version; the first write of every transaction."""
         result = await conn.execute(bump(case.id, case.row["version"], self.clock.now(), **values))
         return result.rowcount == 1
@@ -544,7 +544,7 @@ class Service:
             "busy", "The case is being changed by many people at once; try again."
         )
 
-    async def _asked_at(self, conn: AsyncConnection, case: _Case) -> datetime | None:
+    async def _asked_at(self, conn: Writer, case: _Case) -> datetime | None:
         """When the workflow was asked: the SLA clock has been paused since."""
         asked: datetime | None = (
             await conn.execute(
@@ -566,7 +566,7 @@ class Service:
         return hours.add(self.clock.now(), hours.between(asked, due))
 
     async def _shift_timers(
-        self, conn: AsyncConnection, case: _Case, hours: WorkingTime, asked: datetime | None
+        self, conn: Writer, case: _Case, hours: WorkingTime, asked: datetime | None
     ) -> None:
         """Move the case's pending timers later by the pause."""
         if asked is None:
@@ -576,11 +576,11 @@ class Service:
                 timers.c.case_id == case.id, timers.c.fired_at.is_(None)
             )
         )
-        for timer_id, due in pending.all():
+        for row in pending.mappings().all():
             await conn.execute(
                 update(timers)
-                .where(timers.c.id == timer_id)
-                .values(due_at=self._resumed(hours, asked, due))
+                .where(timers.c.id == row["id"])
+                .values(due_at=self._resumed(hours, asked, row["due_at"]))
             )
 
     async def cancel(self, case_id: str, source: str, reason: str | None) -> Result:

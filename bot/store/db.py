@@ -15,16 +15,16 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Executable, event
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.errors import ConfigError
 
@@ -117,6 +117,24 @@ async def revision_state(engine: AsyncEngine) -> tuple[str | None, str | None]:
         return await conn.run_sync(_current)
 
 
+class Writer(Protocol):
+    """What a write transaction offers: `execute`, awaited (an `AsyncConnection`, or
+    on SQLite an `InlineWriter`)."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+
+
+class InlineWriter:
+    """A synchronous connection behind the `Writer` face: each statement runs at once,
+    on the event loop (SQLite's statements take microseconds)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
 class Store:
     """The engine, and how to run a unit of work against it.
 
@@ -167,14 +185,33 @@ class Store:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction that commits when the block ends."""
-        if self._lock is None:
+    async def write(self) -> AsyncIterator[Writer]:
+        """A connection in a transaction that is on disk when the block ends. On SQLite,
+        the statements run inline (as `run_write`'s do) and only the commit's fsync
+        leaves the loop."""
+        if self._lock is None or self._durable is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._lock, self.engine.begin() as conn:
-            yield conn
+        async with self._lock:
+            with self._durable.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    yield InlineWriter(conn)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                await self._commit(transaction.commit)
+
+    async def _commit(self, commit: Callable[[], None]) -> None:
+        """Commit in the committer thread (the fsync), letting the loop go on meanwhile;
+        never abandon a commit half-way, even when cancelled."""
+        done = asyncio.get_running_loop().run_in_executor(self._committer, commit)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await done  # never leave a commit running on a connection we close
+            raise
 
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one transaction that is on disk when this returns."""
@@ -201,14 +238,7 @@ class Store:
                     return result
                 # The commit's fsync happens in a thread, so the loop can read the
                 # next requests meanwhile; the lock keeps everything else out.
-                done = asyncio.get_running_loop().run_in_executor(
-                    self._committer, transaction.commit
-                )
-                try:
-                    await asyncio.shield(done)
-                except asyncio.CancelledError:
-                    await done  # never leave a commit running on a connection we close
-                    raise
+                await self._commit(transaction.commit)
                 return result
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
