@@ -668,6 +668,29 @@ def test_serve_refuses_a_broken_policy(isolated: Path) -> None:
     assert f"{broken}:21: lanes.stop_the_line.quorum:" in done.stderr
 
 
+def test_serve_refuses_a_slack_token_without_a_way_to_take_clicks(isolated: Path) -> None:
+    done = subprocess.run(  # noqa: S603
+        [*CLI, "serve", "--port", str(free_port())],
+        cwd=isolated,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean_env(
+            SIGNOFF_DATABASE_URL=f"sqlite:///{isolated.parent / 'serve.db'}",
+            SIGNOFF_WEBHOOK_SECRET=SECRET,
+            SIGNOFF_SLACK_BOT_TOKEN="xoxb-test-only",
+        ),
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "signoff: Slack needs SIGNOFF_SLACK_SIGNING_SECRET (clicks over HTTP at /slack/events)"
+        " or SIGNOFF_SLACK_APP_TOKEN (Socket Mode) besides SIGNOFF_SLACK_BOT_TOKEN"
+    )
+    assert "xoxb-test-only" not in done.stderr + done.stdout
+
+
 def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")},

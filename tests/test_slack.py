@@ -584,3 +584,53 @@ async def test_reminder_then_the_safe_default_as_slack_shows_them(sqlite_url: st
         await world.slack.wait_for(lambda s: len(s.thread(card.channel, card.ts)) == 3)
         assert "rejected by default" in world.slack.thread(card.channel, card.ts)[2].text
         assert world.slack.violations == []
+
+
+async def test_clicks_and_forms_for_no_such_case_are_answered_plainly(lite: SlackWorld) -> None:
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    payload = lite.reviewers.click_payload(card, "approve", "U0ALICE")
+    payload["actions"][0]["value"] = "01nosuchcase"
+    assert (await lite.reviewers.send(payload)).status_code == 200
+    await lite.slack.wait_for(lambda s: s.of("chat.postEphemeral"))
+    told = lite.slack.of("chat.postEphemeral")[0].params["text"]
+    assert told == "Signoff has no such case any more."
+    view = {
+        "id": "V0X",
+        "blocks": [],
+        "callback_id": "signoff_decide",
+        "private_metadata": json.dumps({"case": "01nosuchcase", "action": "approve"}),
+        "title": {"type": "plain_text", "text": "Approve case"},
+    }
+    answer = await lite.reviewers.submit(view, "U0ALICE", code="policy_match")
+    assert answer.json()["response_action"] == "update"
+    assert "No such case." in json.dumps(answer.json()["view"])
+    view["private_metadata"] = "not json"
+    garbled = await lite.reviewers.submit(view, "U0ALICE", code="policy_match")
+    assert "No such case." in json.dumps(garbled.json()["view"])
+
+
+async def test_a_signed_but_garbled_body_is_refused_without_a_server_error(
+    lite: SlackWorld,
+) -> None:
+    from tests.slack_harness import SIGNING_SECRET, slack_signature
+
+    bad = {"error": "bad_request", "message": "not a Slack interaction payload"}
+    for body, status, answer in (
+        (b"payload=%7Bnot-json", 400, bad),
+        (b"payload=", 400, bad),
+        (b"\xff\xfe", 400, bad),
+        (b"token=x&command=%2Fsignoff", 404, {"error": "unhandled request"}),  # Bolt's own
+    ):
+        stamp = str(int(time.time()))
+        response = await lite.reviewers.client.post(
+            "/slack/events",
+            content=body,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": stamp,
+                "X-Slack-Signature": slack_signature(SIGNING_SECRET, stamp, body),
+            },
+        )
+        assert (response.status_code, response.json()) == (status, answer), body
+    assert lite.slack.of("views.open") == []

@@ -108,12 +108,19 @@ class SlackSurface(SlackAdapter):
         if self._http is None or not self.interactions.bound:
             return JSONResponse({"error": "starting", "message": "Signoff is starting"}, 503)
         body = await request.body()
-        if self._is_click(body, request):
-            # A click's answer is an empty 200 whatever follows, so it goes at once and
-            # Bolt handles the click after it (verifying it again, like every request).
-            self.interactions.later(self._http.handle(request))
-            return Response(status_code=200)
-        return await self._http.handle(request)
+        try:
+            if self._is_click(body, request):
+                # A click's answer is an empty 200 whatever follows, so it goes at once
+                # and Bolt handles the click after it (verifying it again, as it does
+                # every request).
+                self.interactions.later(self._http.handle(request))
+                return Response(status_code=200)
+            return await self._http.handle(request)
+        except ValueError:  # not UTF-8, or a form Bolt cannot parse (Slack sends neither)
+            log.warning("Slack: a request to %s could not be parsed", EVENTS_PATH)
+            return JSONResponse(
+                {"error": "bad_request", "message": "not a Slack interaction payload"}, 400
+            )
 
     def _is_click(self, body: bytes, request: Request) -> bool:
         """A correctly signed `block_actions` payload (checked with slack_sdk's verifier,
