@@ -28,7 +28,7 @@ from bot.calendar import WorkingTime
 from bot.errors import ConflictError
 from bot.ids import new_case_id
 from bot.policy import LoadedPolicy, route
-from bot.rows import lane_timers
+from bot.rows import dumps, lane_timers
 from bot.schemas import CaseIn
 from bot.store.bulk import BulkInsert
 from bot.store.db import Store
@@ -50,10 +50,6 @@ def sampled(case_id: str, salt: str, rate: float) -> bool:
         return False
     digest = hashlib.sha256(f"{salt}:{case_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
-
-
-def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 @dataclass

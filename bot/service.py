@@ -24,11 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.calendar import WorkingTime
 from bot.cards import build_card
 from bot.errors import AlreadyDecided, DecisionRefused, ForbiddenError, NotFound
-from bot.intake import dumps
 from bot.outbox import load_batch
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, CardView, Clock, Reviewer
-from bot.rows import bump, card_targets, delivery_row, event_row
+from bot.rows import bump, card_targets, delivery_row, dumps, event_row
 from bot.store.db import Store, Writer
 from bot.store.tables import cases, decisions, events, outbox, timers
 from policies.schema import Lane

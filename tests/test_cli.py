@@ -631,64 +631,44 @@ def test_serve_treats_an_empty_secret_as_unset(isolated: Path) -> None:
     assert "No SIGNOFF_WEBHOOK_SECRET was set" in log[0]
 
 
-def test_serve_refuses_an_empty_secret_file(isolated: Path) -> None:
-    (isolated / ".signoff-webhook-secret").write_text("\n")
+def refused_serve(cwd: Path, **env: str) -> str:
+    """Run `signoff serve` where it must refuse to start; its stderr."""
     done = subprocess.run(  # noqa: S603
         [*CLI, "serve", "--port", str(free_port())],
-        cwd=isolated,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env=clean_env(SIGNOFF_DATABASE_URL=f"sqlite:///{isolated.parent / 'serve.db'}"),
+        env=clean_env(SIGNOFF_DATABASE_URL=f"sqlite:///{cwd.parent / 'serve.db'}", **env),
     )
-    assert done.returncode == 2
+    assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    assert "signoff: ./.signoff-webhook-secret holds no secret" in done.stderr
+    return done.stderr + done.stdout
+
+
+def test_serve_refuses_an_empty_secret_file(isolated: Path) -> None:
+    (isolated / ".signoff-webhook-secret").write_text("\n")
+    said = refused_serve(isolated)
+    assert "signoff: ./.signoff-webhook-secret holds no secret" in said
 
 
 def test_serve_refuses_a_broken_policy(isolated: Path) -> None:
     broken = isolated / "broken.yaml"
     broken.write_text(DESIGN_EXAMPLE.read_text().replace("quorum: 2", "quorum: 0"))
-    done = subprocess.run(  # noqa: S603
-        [*CLI, "serve", "--port", str(free_port())],
-        cwd=isolated,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=clean_env(
-            SIGNOFF_DATABASE_URL=f"sqlite:///{isolated.parent / 'serve.db'}",
-            SIGNOFF_WEBHOOK_SECRET=SECRET,
-            SIGNOFF_POLICY=str(broken),
-        ),
-    )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert f"{broken}:21: lanes.stop_the_line.quorum:" in done.stderr
+    said = refused_serve(isolated, SIGNOFF_WEBHOOK_SECRET=SECRET, SIGNOFF_POLICY=str(broken))
+    assert f"{broken}:21: lanes.stop_the_line.quorum:" in said
 
 
 def test_serve_refuses_a_slack_token_without_a_way_to_take_clicks(isolated: Path) -> None:
-    done = subprocess.run(  # noqa: S603
-        [*CLI, "serve", "--port", str(free_port())],
-        cwd=isolated,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=clean_env(
-            SIGNOFF_DATABASE_URL=f"sqlite:///{isolated.parent / 'serve.db'}",
-            SIGNOFF_WEBHOOK_SECRET=SECRET,
-            SIGNOFF_SLACK_BOT_TOKEN="xoxb-test-only",
-        ),
+    said = refused_serve(
+        isolated, SIGNOFF_WEBHOOK_SECRET=SECRET, SIGNOFF_SLACK_BOT_TOKEN="xoxb-test-only"
     )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert done.stderr.strip() == (
+    assert said.strip() == (
         "signoff: Slack needs SIGNOFF_SLACK_SIGNING_SECRET (clicks over HTTP at /slack/events)"
         " or SIGNOFF_SLACK_APP_TOKEN (Socket Mode) besides SIGNOFF_SLACK_BOT_TOKEN"
     )
-    assert "xoxb-test-only" not in done.stderr + done.stdout
+    assert "xoxb-test-only" not in said
 
 
 def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
