@@ -16,4 +16,8 @@ def from_settings(settings: Settings) -> dict[str, Adapter]:
         from adapters.slack import SlackSurface
 
         found["slack"] = SlackSurface.from_settings(settings)
+    if settings.discord_bot_token is not None:
+        from adapters.discord import DiscordSurface
+
+        found["discord"] = DiscordSurface.from_settings(settings)
     return found

@@ -320,6 +320,34 @@ def slack_manifest(url: str | None, socket_mode: bool, name: str, fmt: str) -> N
 
 
 @main.group()
+def discord() -> None:
+    """Set up the Discord bot."""
+
+
+@discord.command("invite-url")
+@click.option(
+    "--client-id",
+    help="The application's ID (Developer Portal, General Information); "
+    "read from SIGNOFF_DISCORD_BOT_TOKEN when not given.",
+)
+@click.option("--guild-id", help="Preselect this server in Discord's dialog.")
+def discord_invite_url(client_id: str | None, guild_id: str | None) -> None:
+    """Print the URL that adds the bot to a server, with exactly the permissions it uses."""
+    from adapters.discord.invite import client_id_from_token, invite_url
+
+    if client_id is None:
+        token = load_settings().discord_bot_token
+        client_id = client_id_from_token(token.get_secret_value()) if token else None
+        if client_id is None:
+            why = "is not a bot token" if token else "is not set"
+            fail(f"give --client-id: SIGNOFF_DISCORD_BOT_TOKEN {why}", 2)
+    try:
+        click.echo(invite_url(client_id, guild_id=guild_id))
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+@main.group()
 def db() -> None:
     """Database schema."""
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     discord_bot_token: SecretStr | None = None
     discord_api_url: str = "https://discord.com/api/v10"
+    # Discord user ID -> the names a workflow may use for that person (e-mail, login),
+    # to refuse self-approval: SIGNOFF_DISCORD_IDENTITIES='{"1122…": ["alice@example.com"]}'
+    discord_identities: dict[str, list[str]] = Field(default_factory=dict)
 
     signature_window: int = Field(default=300, ge=1, le=3600)
     outbox_dead_after: int = Field(default=24 * 3600, ge=1)

@@ -156,6 +156,28 @@ class Hours(Strict):
         return self
 
 
+SNOWFLAKE = re.compile(r"[0-9]{17,20}")
+
+
+def _discord_channels(value: dict[str, str]) -> dict[str, str]:
+    channel = value.get("discord")
+    if channel is not None and not SNOWFLAKE.fullmatch(channel):
+        raise ValueError(
+            f"discord channel {channel!r} is not a channel ID: 17 to 20 digits, quoted "
+            '(Developer Mode on, right-click the channel, "Copy Channel ID")'
+        )
+    return value
+
+
+def _discord_entry(entry: str, what: str) -> None:
+    kind, _, ident = entry.partition(":")
+    if kind not in ("role", "user") or not SNOWFLAKE.fullmatch(ident):
+        raise ValueError(
+            f"discord {what} {entry!r} must be role:<role ID> or user:<user ID> "
+            '(17 to 20 digits, e.g. "role:998877665544332211")'
+        )
+
+
 class Lane(Strict):
     channels: dict[Platform, str] = Field(default_factory=dict)
     sla: Duration | None = None
@@ -168,6 +190,25 @@ class Lane(Strict):
     page: dict[Platform, str] = Field(default_factory=dict)
     ack_within: Duration | None = None
     hours: Hours | None = None  # business hours; the SLA counts working time only
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        return _discord_channels(value)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approver_entries(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for entry in value.get("discord", []):
+            _discord_entry(entry, "approver")
+        return value
+
+    @field_validator("page")
+    @classmethod
+    def _page_entry(cls, value: dict[str, str]) -> dict[str, str]:
+        if "discord" in value:
+            _discord_entry(value["discord"], "page")
+        return value
 
     def approver_entries(self, platform: str) -> list[str]:
         """Who may decide on `platform`: the approvers, or the people paged if none are set."""
@@ -224,6 +265,12 @@ class Kind(Strict):
 
 class Summaries(Strict):
     channels: dict[Platform, str] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        return _discord_channels(value)
+
     weekly: Schedule | None = None  # the weekly summary (issue 6)
     daily: Schedule | None = None  # a digest of the cases waiting for a person
 

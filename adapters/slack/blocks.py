@@ -33,6 +33,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from adapters.text import ELLIPSIS, cut, plain
 from bot.protocols import CardView, Link, Outcome
 
 SECTION = 3000
@@ -48,7 +49,6 @@ MODAL_BLOCKS = 100
 MAX_OPTIONS = 100
 OPTION_TEXT = 75
 REASON_MAX = 4000
-ELLIPSIS = "…"
 
 ACTIONS_BLOCK = "signoff_actions"
 ACTION_PREFIX = "signoff_"
@@ -79,22 +79,7 @@ def escape(text: str) -> str:
 def fit(text: str, limit: int) -> tuple[str, bool]:
     """`escape(text)`, cut (on a character, never inside an entity) to at most `limit`
     characters; and whether anything was cut."""
-    escaped = escape(text)
-    if len(escaped) <= limit:
-        return escaped, False
-    low, high = 0, min(len(text), limit)
-    while low < high:  # the longest prefix whose escaped form leaves room for the ellipsis
-        mid = (low + high + 1) // 2
-        if len(escape(text[:mid])) + len(ELLIPSIS) <= limit:
-            low = mid
-        else:
-            high = mid - 1
-    return escape(text[:low]) + ELLIPSIS, True
-
-
-def plain(text: str, limit: int) -> str:
-    """Plain text (never parsed for mentions), cut to `limit`."""
-    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
+    return cut(text, limit, escape)
 
 
 def link(item: Link) -> str:

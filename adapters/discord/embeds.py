@@ -1,0 +1,441 @@
+"""CardView to a Discord embed and buttons, and the modals a click opens.
+
+Built with discord.py's `Embed` and `ui` items. Every string a workflow sent goes
+through `md` (Discord markdown escaped, so that `@everyone`, `<@&role>`, `[label](url)`
+and headings stay text) and is cut to Discord's limits before it gets there. Messages
+are sent with no allowed mentions as well, so even a missed escape cannot ping anyone.
+When something had to be cut, the card grows a "Full context" button that answers with
+the whole case as a file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+import discord
+
+from adapters.text import cut, plain
+from bot.protocols import CardView, Link, Outcome
+
+TITLE = 256
+DESCRIPTION = 4096
+FIELDS = 25
+FIELD_NAME = 256
+FIELD_VALUE = 1024
+FOOTER = 2048
+EMBED_TOTAL = 6000
+CONTENT = 2000
+MODAL_TITLE = 45
+LABEL = 45
+LABEL_DESCRIPTION = 100
+OPTIONS = 25
+OPTION_TEXT = 100
+TEXT_INPUT = 4000
+FACTS_ON_CARD = 15
+FACT_VALUE = 300
+LINKS_ON_CARD = 8
+HISTORY_ON_CARD = 5
+BUDGET = 5800  # of EMBED_TOTAL: room for the state field to grow as a case moves on
+
+# custom_id: `signoff:<verb>:<case>` on buttons, `signoff:form:<verb>:<case>` on modals
+CASE_ID = r"[A-Za-z0-9_-]{1,64}"
+VERBS = "approve|reject|request_info|acknowledge|claim|release|full_context"
+BUTTON_ID = re.compile(rf"signoff:(?P<verb>{VERBS}):(?P<case>{CASE_ID})")
+FORM_ID = re.compile(rf"signoff:form:(?P<verb>approve|reject|request_info):(?P<case>{CASE_ID})")
+CODE_INPUT, REASON_INPUT, QUESTION_INPUT = "code", "reason", "question"
+
+LANE_NAMES = {"stop_the_line": "Stop the line", "review": "Review", "expert": "Expert"}
+LANE_ICONS = {"stop_the_line": "🚨", "expert": "🧐", "review": "📝"}
+LANE_COLOURS = {"review": 0x3B82F6, "expert": 0x8B5CF6, "stop_the_line": 0xDC2626}
+STATE_COLOURS = {"approved": 0x16A34A, "rejected": 0x991B1B}
+SLA_COLOURS = {"at_risk": 0xF59E0B, "overdue": 0xB91C1C}
+DONE_COLOUR = 0x6B7280
+OUTCOME_ICONS = {"approve": "✅", "reject": "⛔"}
+SLA_WORDS = {"at_risk": " · ⚠️ **At risk**", "overdue": " · 🔴 **Overdue**"}
+STATUS_WORDS = {
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "expired": "Expired",
+    "cancelled": "Cancelled by the workflow",
+    "auto_decided": "Decided automatically",
+}
+PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord"}
+
+_SPECIAL = re.compile(r"([\\*_~`|>\[\]#@<:-])")
+
+
+def md(text: str) -> str:
+    """Make workflow text inert in Discord markdown: a backslash before every character
+    that starts formatting, a link, a mention (`@everyone`, `<@…>`) or an emoji."""
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def fit(text: str, limit: int) -> tuple[str, bool]:
+    """`md(text)` cut to at most `limit` characters, never inside an escape."""
+    return cut(text, limit, md)
+
+
+def link(item: Link) -> str:
+    """A masked link only for http(s) URLs, with its label escaped and the URL unable to
+    end the link early; anything else is shown as text."""
+    label = fit(item.label or item.url or "link", 200)[0]
+    url = item.url or ""
+    if url.lower().startswith(("https://", "http://")) and len(url) <= 512:
+        return f"[{label}]({quote(url, safe=':/?#@!$&*+,;=%~.-_')})"
+    return f"{label} ({fit(url, 200)[0]})" if url else label
+
+
+def who(reviewer: str | None) -> str:
+    """A reviewer key (`discord:123`) as a mention (shown, never pinged); someone on
+    another platform by their ID there."""
+    if not reviewer:
+        return "someone"
+    platform, _, user = reviewer.partition(":")
+    if platform == "discord" and user.isdigit():
+        return f"<@{user}>"
+    if platform in PLATFORM_NAMES and user:
+        return f"{md(user)} on {PLATFORM_NAMES[platform]}"
+    return md(reviewer)
+
+
+def when(at: datetime, style: str = "f") -> str:
+    """A Discord timestamp: every reader sees it in their own time zone."""
+    return f"<t:{int(at.timestamp())}:{style}>"
+
+
+def lane_title(lane: str) -> str:
+    return LANE_NAMES.get(lane, lane.replace("_", " ").capitalize())
+
+
+def recommendation(card: CardView) -> str:
+    if card.hide_recommendation:
+        return "**AI recommendation:** hidden for blind review; it is shown once you decide."
+    line = f"**AI recommends:** **{md(card.recommended_action)}** at {card.confidence:.0%}"
+    if card.runner_up:
+        line += f" · runner-up **{md(card.runner_up)}**"
+        if card.runner_up_confidence is not None:
+            line += f" at {card.runner_up_confidence:.0%}"
+    return line
+
+
+def outcome_text(outcome: Outcome, status: str) -> str:
+    icon = OUTCOME_ICONS.get(outcome.action, "⏱️")
+    words = STATUS_WORDS.get(status, status)
+    by = who(outcome.reviewer) if outcome.decided_by == "human" else md(outcome.decided_by)
+    text = f"{icon} **{words}** by {by} {when(outcome.at)}"
+    if outcome.reason_code:
+        text += f" · reason **{md(outcome.reason_code)}**"
+    if outcome.reason:
+        text += f"\n> {fit(outcome.reason.replace(chr(10), ' '), 500)[0]}"
+    return text
+
+
+def state_lines(card: CardView) -> list[str]:
+    lines: list[str] = []
+    if card.outcome is not None:
+        lines.append(outcome_text(card.outcome, card.status))
+    elif card.status in STATUS_WORDS:
+        lines.append(f"**{STATUS_WORDS[card.status]}**")
+    for vote in card.votes:
+        lines.append(
+            f"🗳️ {who(vote.reviewer)} voted **{md(vote.action)}** {when(vote.at)}"
+            + (f" · reason **{md(vote.reason_code)}**" if vote.reason_code else "")
+        )
+    if card.needs_ack:
+        lines.append("🚨 **Waiting for on-call to acknowledge.**")
+    elif card.acknowledged_by:
+        lines.append(f"🟢 Acknowledged by {who(card.acknowledged_by)}")
+    if card.claimed_by:
+        lines.append(f"🙋 Claimed by {who(card.claimed_by)}: reminders go to them")
+    if card.info_question is not None:
+        lines.append(
+            f"❓ **Waiting for the workflow to answer:** {fit(card.info_question, 300)[0]}"
+        )
+    return lines
+
+
+def colour(card: CardView) -> int:
+    if card.status in STATE_COLOURS:
+        return STATE_COLOURS[card.status]
+    if card.outcome is not None or card.status in STATUS_WORDS:
+        return DONE_COLOUR
+    if card.sla_state in SLA_COLOURS:
+        return SLA_COLOURS[card.sla_state]
+    return LANE_COLOURS.get(card.lane, DONE_COLOUR)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    embed: discord.Embed
+    view: discord.ui.View
+    cut: bool
+
+
+def _links(items: Sequence[Link]) -> tuple[str, bool]:
+    lines: list[str] = []
+    more = False
+    for count, item in enumerate(items):
+        line = f"• {link(item)}"
+        if item.excerpt:
+            line += f" — {fit(item.excerpt, 120)[0]}"
+        if count >= LINKS_ON_CARD or len("\n".join([*lines, line])) > FIELD_VALUE - 40:
+            more = True
+            break
+        lines.append(line)
+    if more:
+        lines.append(f"*and {len(items) - len(lines)} more in the full context*")
+    return "\n".join(lines), more
+
+
+def _join(lines: Sequence[str], limit: int) -> tuple[str, bool]:
+    """Whole lines that fit in `limit` (a line is never cut inside an escape or a link)."""
+    kept: list[str] = []
+    for line in lines:
+        if len("\n".join([*kept, line])) > limit - 2:
+            return "\n".join(kept) + "\n…", True
+        kept.append(line)
+    return "\n".join(kept), False
+
+
+def render_card(card: CardView) -> Rendered:
+    """The embed and buttons for a card, and whether any text was cut."""
+    was_cut = False
+    icon = LANE_ICONS.get(card.lane, "📋")
+    kind = "Audit sample" if card.audit else lane_title(card.lane)
+    title, c = fit(f"{icon} {kind}: {card.title}", TITLE)
+    was_cut |= c
+
+    parts: list[str] = []
+    question, c = fit(card.question, 1000)
+    was_cut |= c
+    parts.append(f"**Question:** {question}")
+    if card.summary:
+        summary, c = fit(card.summary, 1200)
+        was_cut |= c
+        parts.append(summary)
+    rec = recommendation(card)
+    if card.rationale and not card.hide_recommendation:
+        rationale, c = fit(card.rationale.replace("\n", " "), 600)
+        was_cut |= c
+        rec += f"\n> {rationale}"
+    parts.append(rec)
+    why = f"**Why a person:** {fit(card.rule, 200)[0]}"
+    if card.why:
+        why += f": {fit('; '.join(card.why), 400)[0]}"
+    if card.flags:
+        flags, c = fit(", ".join(card.flags), 400)
+        was_cut |= c
+        why += f" · flags: {flags}"
+    parts.append(why)
+
+    embed = discord.Embed(title=title, description="\n\n".join(parts), colour=colour(card))
+    tail: list[tuple[str, str]] = []
+    for name, items in (("Evidence", card.evidence), ("Policy", card.policy_refs)):
+        if items:
+            text, c = _links(items)
+            was_cut |= c
+            tail.append((name, text))
+    if card.history:
+        recent = card.history[-HISTORY_ON_CARD:]
+        text, c = _join([fit(h, 300)[0] for h in recent], FIELD_VALUE)
+        was_cut |= c or len(card.history) > HISTORY_ON_CARD
+        tail.append(("History", text))
+    if card.due_at is not None and card.outcome is None:
+        risk = SLA_WORDS.get(card.sla_state or "", "")
+        sla = f"{when(card.due_at)} ({when(card.due_at, 'R')}){risk}"
+        tail.append(("⏰ Decide by", sla))
+    state = state_lines(card)
+    if state:
+        text, _ = _join(state, FIELD_VALUE)
+        tail.append(("Status", text))
+
+    used = len(title) + len(embed.description or "") + sum(len(n) + len(v) for n, v in tail)
+    facts = list(card.facts[:FACTS_ON_CARD])
+    was_cut |= len(card.facts) > len(facts)
+    room = min(FIELDS - len(tail), len(facts))
+    for fact in facts[:room]:
+        name = fit(fact.label.strip(), 200)[0] or "—"
+        value, c = fit(fact.value.strip(), FACT_VALUE)
+        value = value or "—"  # Discord refuses an empty (or blank) name or value
+        if used + len(name) + len(value) > BUDGET:
+            was_cut = True
+            break
+        was_cut |= c
+        used += len(name) + len(value)
+        embed.add_field(name=name, value=value, inline=True)
+    was_cut |= len(embed.fields) < len(card.facts)
+    for name, value in tail:
+        embed.add_field(name=name, value=value.strip() or "—", inline=False)
+    embed.set_footer(text=plain(f"Case {card.case_id} · {card.kind}", 200))
+    return Rendered(embed, buttons(card, was_cut), was_cut)
+
+
+class CardButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=BUTTON_ID):
+    """A card's button: the case and the action live in its `custom_id`, so it works for
+    every card ever posted, across restarts, with nothing kept in memory. Clicks are
+    handled by the client's interaction handler (see interactions.py)."""
+
+    def __init__(self, verb: str, case_id: str, label: str, style: discord.ButtonStyle) -> None:
+        super().__init__(
+            discord.ui.Button(label=label, style=style, custom_id=f"signoff:{verb}:{case_id}")
+        )
+        self.verb = verb
+        self.case_id = case_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[discord.Client],
+        item: discord.ui.Item[discord.ui.View],
+        match: re.Match[str],
+        /,
+    ) -> CardButton:
+        return cls(match["verb"], match["case"], "", discord.ButtonStyle.secondary)
+
+    async def callback(self, interaction: discord.Interaction[discord.Client]) -> None:
+        handler = getattr(interaction.client, "on_card_button", None)
+        if handler is not None:
+            await handler(interaction, self.verb, self.case_id)
+
+
+def buttons(card: CardView, was_cut: bool) -> discord.ui.View:
+    """The card's buttons, in a view that is never stored: `CardButton`'s template
+    dispatches every click, so 100,000 open cards cost no memory."""
+    view = discord.ui.View(timeout=None)
+    style = discord.ButtonStyle
+
+    def add(verb: str, label: str, kind: discord.ButtonStyle) -> None:
+        view.add_item(CardButton(verb, card.case_id, label, kind))
+
+    if card.needs_ack:
+        add("acknowledge", "Acknowledge", style.primary)
+    if "approve" in card.actions:
+        add("approve", "Approve", style.success)
+    if "reject" in card.actions:
+        add("reject", "Reject", style.danger)
+    if "request_info" in card.actions and card.info_question is None:
+        add("request_info", "Request info", style.secondary)
+    if card.actions:
+        if card.claimed_by:
+            add("release", "Release", style.secondary)
+        else:
+            add("claim", "Claim", style.secondary)
+    if was_cut:
+        add("full_context", "Full context", style.secondary)
+    view.stop()  # never stored for a message: CardButton's template dispatches clicks
+    return view
+
+
+# -- modals --------------------------------------------------------------------------
+
+
+def reasoning_rule(card: CardView, verb: str) -> tuple[bool, str]:
+    """Whether the reasoning box is required from the start, and the hint under it.
+    Reasoning is required on an override or `other`; on a blind card always, so that the
+    form gives nothing away."""
+    if card.hide_recommendation:
+        return True, "Required: this is a blind review."
+    if verb != card.recommended_action:
+        return True, "Required: you are going against the AI's recommendation."
+    return False, "Required if the reason is `other`."
+
+
+def decision_modal(card: CardView, verb: str, draft: str | None = None) -> discord.ui.Modal:
+    """Ask for the reason code (a select, or a typed code past 25 codes) and reasoning."""
+    word = "Approve" if verb == "approve" else "Reject"
+    modal = discord.ui.Modal(
+        title=plain(f"{word}: {card.title}", MODAL_TITLE),
+        custom_id=f"signoff:form:{verb}:{card.case_id}",
+        timeout=None,
+    )
+    codes = list(card.reason_codes)
+    code: discord.ui.Item[discord.ui.Modal]
+    if 0 < len(codes) <= OPTIONS:
+        code = discord.ui.Select(
+            custom_id=CODE_INPUT,
+            placeholder="Pick a reason",
+            options=[
+                discord.SelectOption(label=plain(c, OPTION_TEXT), value=c[:OPTION_TEXT])
+                for c in codes
+            ],
+            min_values=1,
+            max_values=1,
+            required=True,
+        )
+        described = None
+    else:
+        code = discord.ui.TextInput(custom_id=CODE_INPUT, max_length=100, required=True)
+        described = plain("One of: " + ", ".join(codes), LABEL_DESCRIPTION) if codes else None
+    modal.add_item(discord.ui.Label(text="Reason code", component=code, description=described))
+    required, hint = reasoning_rule(card, verb)
+    modal.add_item(
+        discord.ui.Label(
+            text="Your reasoning",
+            description=plain(hint, LABEL_DESCRIPTION),
+            component=discord.ui.TextInput(
+                custom_id=REASON_INPUT,
+                style=discord.TextStyle.paragraph,
+                max_length=TEXT_INPUT,
+                required=required,
+                default=draft[:TEXT_INPUT] if draft else None,
+            ),
+        )
+    )
+    modal.stop()  # never stored: the submission is read statelessly (interactions.py)
+    return modal
+
+
+def info_modal(card: CardView, draft: str | None = None) -> discord.ui.Modal:
+    modal = discord.ui.Modal(
+        title=plain(f"Ask: {card.title}", MODAL_TITLE),
+        custom_id=f"signoff:form:request_info:{card.case_id}",
+        timeout=None,
+    )
+    modal.add_item(
+        discord.ui.Label(
+            text="Your question for the workflow",
+            description="The workflow answers it; the card waits, and its SLA pauses.",
+            component=discord.ui.TextInput(
+                custom_id=QUESTION_INPUT,
+                style=discord.TextStyle.paragraph,
+                max_length=TEXT_INPUT,
+                required=True,
+                default=draft[:TEXT_INPUT] if draft else None,
+            ),
+        )
+    )
+    modal.stop()
+    return modal
+
+
+def full_context(card: CardView) -> str:
+    """The whole case as Markdown, for the "Full context" file (nothing cut)."""
+    lines = [f"# {card.title}", "", f"Case {card.case_id} · {card.kind} · {lane_title(card.lane)}"]
+    lines += ["", "## Question", card.question]
+    if card.summary:
+        lines += ["", "## Summary", card.summary]
+    lines += ["", "## AI recommendation"]
+    if card.hide_recommendation:
+        lines.append("Hidden for blind review; it is shown once you decide.")
+    else:
+        lines.append(f"{card.recommended_action} at {card.confidence:.0%}")
+        if card.runner_up:
+            lines.append(f"Runner-up: {card.runner_up}")
+        if card.rationale:
+            lines += ["", card.rationale]
+    lines += ["", "## Why a person", card.rule, *card.why]
+    if card.flags:
+        lines.append("Flags: " + ", ".join(card.flags))
+    if card.facts:
+        lines += ["", "## Facts", *(f"- {f.label}: {f.value}" for f in card.facts)]
+    for name, items in (("Evidence", card.evidence), ("Policy", card.policy_refs)):
+        if items:
+            lines += ["", f"## {name}"]
+            lines += [f"- {i.label} {i.url or ''} {i.excerpt}".rstrip() for i in items]
+    if card.history:
+        lines += ["", "## History", *card.history]
+    return "\n".join(lines) + "\n"
