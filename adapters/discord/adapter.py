@@ -177,14 +177,14 @@ class DiscordAdapter:
         a message has the message's ID, so nothing more needs storing."""
         message_id = snowflake(ref.ref["message"])
         if message_id not in self._threads:
-            message = self._channel(ref.ref.get("channel", ref.channel)).get_partial_message(
-                message_id
-            )
+            channel_id = snowflake(ref.ref.get("channel", ref.channel))
             name = ref.ref.get("title") or "Signoff case"
             try:
                 await self._call(
                     "start thread",
-                    lambda: message.create_thread(name=name, auto_archive_duration=ARCHIVE_AFTER),
+                    lambda: self.client.http.start_thread_with_message(
+                        channel_id, message_id, name=name, auto_archive_duration=ARCHIVE_AFTER
+                    ),
                 )
             except DeliveryFailed as failed:
                 cause = failed.__cause__

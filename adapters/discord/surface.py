@@ -41,6 +41,12 @@ DEFAULT_API_URL = "https://discord.com/api/v10"
 RETRY_LOGIN = (1.0, 60.0)  # the first and the longest wait between tries to reach Discord
 
 
+def _no_guilds_intent_warning(record: logging.LogRecord) -> bool:
+    """discord.py warns at every start that the guilds intent is off; Signoff needs no
+    guild cache (the roles come with each interaction), so it is off on purpose."""
+    return not str(record.msg).startswith("Guilds intent seems to be disabled")
+
+
 class SignoffClient(discord.Client):
     """discord.py's client with Signoff's buttons registered before it connects (so the
     first clicks after a start are not lost) and its forms read from every interaction."""
@@ -50,6 +56,8 @@ class SignoffClient(discord.Client):
             intents=discord.Intents.none(),
             max_ratelimit_timeout=30.0,  # a longer 429 goes back to the outbox's backoff
             chunk_guilds_at_startup=False,
+            # With no intents no guild ever arrives on the gateway: nothing to wait for.
+            guild_ready_timeout=0.01,
         )
         self.handlers = handlers
 
@@ -73,7 +81,9 @@ class DiscordSurface(DiscordAdapter):
         api_url: str = DEFAULT_API_URL,
         identities: dict[str, list[str]] | None = None,
     ) -> None:
-        discord.VoiceClient.warn_nacl = False  # no voice here: no warning about PyNaCl
+        # No voice here: no warnings about voice libraries; and no guild cache on purpose.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        logging.getLogger("discord.state").addFilter(_no_guilds_intent_warning)
         client = SignoffClient()
         super().__init__(client, identities=identities)
         self.token = token
