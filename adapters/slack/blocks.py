@@ -99,6 +99,8 @@ def who(reviewer: str | None) -> str:
     platform, _, user = reviewer.partition(":")
     if platform == "slack" and user.isalnum():
         return f"<@{user}>"
+    if platform == "discord" and user:
+        return f"{escape(user)} on Discord"
     return escape(reviewer)
 
 
