@@ -117,7 +117,7 @@ class DiscordSurface(DiscordAdapter):
             await self._login()
         except (aiohttp.ClientError, OSError, TimeoutError, discord.HTTPException) as exc:
             log.warning("Discord: cannot reach %s yet (%s); retrying", self.api_url, exc)
-            await self.client.http.close()
+            await self._close_http()
             self._connecting = asyncio.create_task(self._keep_trying())
             return
         self._connecting = asyncio.create_task(self._connect())
@@ -126,13 +126,19 @@ class DiscordSurface(DiscordAdapter):
         try:
             await asyncio.wait_for(self.client.login(self.token), 10.0)
         except discord.LoginFailure as exc:
-            await self.client.http.close()
+            await self._close_http()
             raise ConfigError(
                 "Discord refused SIGNOFF_DISCORD_BOT_TOKEN (401 Unauthorized): copy the "
                 "token from the Developer Portal's Bot page"
             ) from exc
         self.logged_in = True
         log.info("Discord: logged in as %s", self.client.user)
+
+    async def _close_http(self) -> None:
+        """Close the session a failed login opened; the next login opens a new one (with
+        a new connector: closing the session closed the old)."""
+        await self.client.http.close()
+        self.client.http.connector = discord.utils.MISSING
 
     async def _keep_trying(self) -> None:
         wait = RETRY_LOGIN[0]
@@ -143,9 +149,9 @@ class DiscordSurface(DiscordAdapter):
             except ConfigError as exc:
                 log.error("Discord: %s", exc)
                 return
-            except (aiohttp.ClientError, OSError, TimeoutError, discord.HTTPException) as exc:
+            except Exception as exc:  # a network error, or one we did not foresee: try on
                 log.warning("Discord: still cannot reach %s (%s)", self.api_url, exc)
-                await self.client.http.close()
+                await self._close_http()
                 wait = min(wait * 2, RETRY_LOGIN[1])
                 continue
             await self._connect()
