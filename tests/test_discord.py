@@ -628,3 +628,84 @@ async def test_a_slow_decision_is_deferred_within_three_seconds(
     assert time.perf_counter() - started < 6
     followup = next(m for ms in lite.discord.followups.values() for m in ms)
     assert followup.content == "Recorded: you approved this case."
+
+
+async def test_bad_interactions_get_a_clear_answer_and_change_nothing(lite: DiscordWorld) -> None:
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    case_id = submitted["id"]
+    form = f"signoff:form:approve:{case_id}"
+    unknown = "Signoff does not know this button or form; use the buttons on the case's card."
+    cases: list[tuple[dict[str, Any], str]] = [
+        # a form with no fields at all, and one with fields of the wrong kinds
+        (lite.discord.modal_submit(ALICE, form, {}, CHANNELS["review"]), "Pick a reason code"),
+        (
+            lite.discord.modal_submit(
+                ALICE, form, {"code": "no_such_code", "reason": "x"}, CHANNELS["review"]
+            ),
+            "'no\\_such\\_code' is not a reason code",  # escaped: the reviewer typed it
+        ),
+        # reasoning past the 4,000 characters a form allows
+        (
+            lite.discord.modal_submit(
+                ALICE, form, {"code": ["other"], "reason": "x" * 5000}, CHANNELS["review"]
+            ),
+            "Not recorded",
+        ),
+        # a verb no form has, a case ID that is not one, a button of another version
+        (
+            lite.discord.modal_submit(
+                ALICE, f"signoff:form:delete:{case_id}", {"reason": "x"}, CHANNELS["review"]
+            ),
+            unknown,
+        ),
+        (
+            lite.discord.modal_submit(
+                ALICE, "signoff:form:approve:../../etc", {"reason": "x"}, CHANNELS["review"]
+            ),
+            unknown,
+        ),
+    ]
+    for payload, expected in cases:
+        answer = await lite.discord.interact(payload)
+        assert expected in told(answer), (payload["data"], answer.data)
+
+    orphan = lite.discord.seed_message(
+        CHANNELS["review"],
+        components=[
+            {
+                "type": 1,
+                "components": [
+                    {
+                        "type": 2,
+                        "style": 2,
+                        "label": "Old",
+                        "custom_id": f"signoff:delete:{case_id}",
+                    }
+                ],
+            }
+        ],
+    )
+    old = await lite.discord.interact(
+        lite.discord.button_click(ALICE, f"signoff:delete:{case_id}", orphan.id, orphan.channel_id)
+    )
+    assert told(old) == unknown
+
+    found = await status_of(lite, case_id)
+    assert found["status"] == "pending"
+    assert found["decisions"] == []
+    assert [e["type"] for e in found["events"]].count("decided") == 0
+    assert current(lite, card).edits == []
+
+
+async def test_a_click_from_a_dm_has_no_roles_and_is_refused(lite: DiscordWorld) -> None:
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    payload = lite.discord.button_click(
+        CAROL, f"signoff:approve:{submitted['id']}", card.id, card.channel_id
+    )
+    payload.pop("member")  # as in a DM: a user, no member, no roles
+    payload.pop("guild_id", None)
+    payload["user"] = {"id": CAROL, "username": "carol", "discriminator": "0", "avatar": None}
+    answer = await lite.discord.interact(payload)
+    assert "not an approver" in told(answer)

@@ -41,6 +41,7 @@ ANSWER_WITHIN = 2.0  # seconds of work before an answer is deferred (Discord all
 DRAFT_TTL = 900.0
 MAX_DRAFTS = 10_000
 DONE_WORDS = {"approve": "approved", "reject": "rejected"}
+UNKNOWN = "Signoff does not know this button or form; use the buttons on the case's card."
 Interaction = discord.Interaction[discord.Client]
 
 
@@ -163,12 +164,23 @@ class Interactions:
         except Exception as exc:  # every click gets an answer, whatever failed
             await self._refused(interaction, exc)
 
+    async def unknown_button(self, interaction: Interaction) -> None:
+        """A Signoff button no `CardButton` takes (from another version of Signoff, or
+        forged): answered, so that the reviewer is not left with "interaction failed"."""
+        data: dict[str, Any] = dict(interaction.data) if interaction.data else {}
+        custom_id = str(data.get("custom_id", ""))
+        if custom_id.startswith("signoff:") and not embeds.BUTTON_ID.fullmatch(custom_id):
+            await self._tell(interaction, UNKNOWN)
+
     # -- submissions --------------------------------------------------------------------
 
     async def submit(self, interaction: Interaction) -> None:
         data: dict[str, Any] = dict(interaction.data) if interaction.data else {}
-        match = embeds.FORM_ID.fullmatch(str(data.get("custom_id", "")))
+        custom_id = str(data.get("custom_id", ""))
+        match = embeds.FORM_ID.fullmatch(custom_id)
         if match is None:
+            if custom_id.startswith("signoff:"):
+                await self._tell(interaction, UNKNOWN)
             return  # not Signoff's
         self.adapter.saw(interaction.user)
         verb, case_id = match["verb"], match["case"]

@@ -69,8 +69,12 @@ class SignoffClient(discord.Client):
             await self.handlers.click(interaction, verb, case_id)
 
     async def on_interaction(self, interaction: Interaction) -> None:
-        if self.handlers is not None and interaction.type is discord.InteractionType.modal_submit:
+        if self.handlers is None:
+            return
+        if interaction.type is discord.InteractionType.modal_submit:
             await self.handlers.submit(interaction)
+        elif interaction.type is discord.InteractionType.component:
+            await self.handlers.unknown_button(interaction)
 
 
 class DiscordSurface(DiscordAdapter):
