@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import time
@@ -16,6 +17,7 @@ import click
 import httpx
 import yaml
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from bot import __version__, signing
 from bot.config import SECRET_FILE, Settings
@@ -33,6 +35,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def load_settings() -> Settings:
     try:
         return Settings()
+    except SettingsError as exc:  # a value pydantic-settings could not even parse as JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"SIGNOFF_{found.group(1).upper()}" if found else "a setting"
+        fail(f"bad settings: {name} is not valid JSON", 2)
     except ValidationError as exc:
         problems = "; ".join(
             f"SIGNOFF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"

@@ -730,3 +730,55 @@ def test_slack_manifest_refuses_what_slack_would(args: list[str], message: str) 
     assert result.exit_code == 2
     assert result.stdout == ""
     assert message in result.stderr
+
+
+def test_discord_invite_url_from_the_token_or_the_client_id() -> None:
+    from adapters.discord.invite import PERMISSIONS, permissions
+
+    token = "MTEyMjMzNDQ1NTY2Nzc4ODk5.GxXxXx.not-a-real-secret"
+    result = invoke(["discord", "invite-url"], SIGNOFF_DISCORD_BOT_TOKEN=token)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "https://discord.com/oauth2/authorize?client_id=112233445566778899&scope=bot"
+        f"&permissions={permissions()}"
+    )
+    assert permissions() == sum(PERMISSIONS.values()) == 309237763072
+    assert token not in result.output
+    chosen = invoke(
+        [
+            "discord",
+            "invite-url",
+            "--client-id",
+            "998877665544332211",
+            "--guild-id",
+            "112233445566778800",
+        ]
+    )
+    assert chosen.stdout.strip().endswith("&guild_id=112233445566778800&disable_guild_select=true")
+    assert "client_id=998877665544332211" in chosen.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {}, "give --client-id: SIGNOFF_DISCORD_BOT_TOKEN is not set"),
+        ([], {"SIGNOFF_DISCORD_BOT_TOKEN": "abc"}, "SIGNOFF_DISCORD_BOT_TOKEN is not a bot token"),
+        (["--client-id", "signoff"], {}, "'signoff' is not a Discord application ID"),
+        (["--client-id", "1" * 17, "--guild-id", "x"], {}, "'x' is not a Discord server ID"),
+    ],
+)
+def test_discord_invite_url_says_what_is_missing(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = invoke(["discord", "invite-url", *args], **env)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert "abc" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["SIGNOFF_DISCORD_IDENTITIES", "SIGNOFF_SOURCES"])
+def test_a_setting_that_is_not_json_is_named_not_a_traceback(name: str) -> None:
+    result = invoke(["discord", "invite-url"], **{name: "{nope"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"signoff: bad settings: {name} is not valid JSON"

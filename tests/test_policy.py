@@ -660,6 +660,34 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         "'Mars/Base' is not a time zone",
     ),
     ("no rules", "\n".join(BASE.splitlines()[:10]) + "\n", 1, "rules", "Field required"),
+    (
+        "discord channel by name",
+        with_line(3, "    channels: {slack: C0REVIEW, discord: general}"),
+        3,
+        "lanes.review.channels",
+        "discord channel 'general' is not a channel ID: 17 to 20 digits, quoted",
+    ),
+    (
+        "discord approver without role: or user:",
+        with_line(6, '    approvers: {discord: ["998877665544332211"]}'),
+        6,
+        "lanes.review.approvers",
+        "discord approver '998877665544332211' must be role:<role ID> or user:<user ID>",
+    ),
+    (
+        "discord page @everyone",
+        with_line(9, '    page: {discord: "@everyone"}'),
+        9,
+        "lanes.oncall.page",
+        "discord page '@everyone' must be role:<role ID> or user:<user ID>",
+    ),
+    (
+        "discord summary channel by name",
+        BASE + "summaries:\n  channels: {discord: managers}\n",
+        17,
+        "summaries.channels",
+        "discord channel 'managers' is not a channel ID",
+    ),
 ]
 
 

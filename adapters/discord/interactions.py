@@ -133,7 +133,8 @@ class Interactions:
         reviewer = reviewer_of(interaction)
         try:
             if verb == "full_context":
-                card = await asyncio.wait_for(self.service.card(case_id), ANSWER_WITHIN)
+                async with asyncio.timeout(ANSWER_WITHIN):
+                    card = await self.service.card(case_id)
                 text = embeds.full_context(card).encode()
                 await interaction.response.send_message(
                     f"The whole case `{case_id}`, nothing cut:",
@@ -151,9 +152,8 @@ class Interactions:
                 }[verb]
                 await operation(case_id, reviewer)
                 return
-            card = await asyncio.wait_for(
-                self.service.precheck(case_id, reviewer, verb), ANSWER_WITHIN
-            )
+            async with asyncio.timeout(ANSWER_WITHIN):  # no extra task, unlike wait_for
+                card = await self.service.precheck(case_id, reviewer, verb)
             draft = self._draft(reviewer, case_id, verb)
             modal = (
                 embeds.info_modal(card, draft)

@@ -241,6 +241,12 @@ class Store:
                 await self._commit(transaction.commit)
                 return result
 
+    @property
+    def reads_inline(self) -> bool:
+        """Whether `run_read` reads on the event loop's thread (SQLite) rather than
+        through the async engine's pool."""
+        return self._relaxed is not None
+
     async def run_read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a connection that only reads."""
         if self._relaxed is None:
