@@ -405,3 +405,37 @@ async def test_concurrent_quorum_votes_are_all_counted(
     now = await state(rt, case_id)
     assert now["case"]["status"] == "approved"
     assert len(now["decisions"]) == 2
+
+
+@pytest.mark.postgres
+async def test_a_burst_of_prechecks_shares_its_reads_on_postgresql(
+    make_runtime: MakeRuntime,
+) -> None:
+    from sqlalchemy import event
+
+    from tests.conftest import pg_url_or_skip, reset_postgres
+
+    url = pg_url_or_skip()
+    await reset_postgres(url)
+    rt = await make_runtime(url, workers=False)
+    ids = [await submit(rt, title=f"burst {n}") for n in range(20)]
+    await rt.service.decide(ids[0], ALICE, "approve", "policy_match", None)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM cases" in statement:
+            statements.append(statement)
+
+    event.listen(rt.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        results = await asyncio.gather(
+            *(rt.service.precheck(i, CAROL, "approve") for i in [*ids, "01nosuchcase"]),
+            return_exceptions=True,
+        )
+    finally:
+        event.remove(rt.engine.sync_engine, "before_cursor_execute", seen)
+    assert isinstance(results[0], AlreadyDecided)
+    assert results[0].winner == "memory:U0ALICE"
+    assert [r.case_id for r in results[1:20]] == ids[1:]  # type: ignore[union-attr]
+    assert isinstance(results[20], NotFound)
+    assert len(statements) == 1  # 21 reads, one query
