@@ -140,9 +140,14 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     )
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run()  # a failed start ends in SystemExit (uvicorn's code 3)
     except ConfigError as exc:
         fail(exc.message, 2)
+    except SystemExit:
+        refused = getattr(app, "startup_error", None)
+        if refused is not None:  # a setting a platform refused: said once, plainly
+            fail(refused.message, 2)
+        raise
     if not server.started:
         sys.exit(1)
 

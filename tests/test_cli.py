@@ -782,3 +782,47 @@ def test_a_setting_that_is_not_json_is_named_not_a_traceback(name: str) -> None:
     result = invoke(["discord", "invite-url"], **{name: "{nope"})
     assert result.exit_code == 2
     assert result.stderr.strip() == f"signoff: bad settings: {name} is not valid JSON"
+
+
+def test_serve_with_a_discord_token_starts_while_discord_is_away(isolated: Path) -> None:
+    token = "MTEyMjMzNDQ1NTY2Nzc4ODk5.GxXxXx.not-a-real-secret"
+    away = f"http://127.0.0.1:{free_port()}/api/v10"  # nothing listens here
+    with serving(
+        isolated,
+        isolated.parent / "serve.db",
+        SIGNOFF_WEBHOOK_SECRET=SECRET,
+        SIGNOFF_DISCORD_BOT_TOKEN=token,
+        SIGNOFF_DISCORD_API_URL=away,
+    ) as (base, log):
+        assert submit(base, SECRET).status_code == 201  # the card waits in the outbox
+        assert httpx.get(f"{base}/healthz", timeout=5).json()["status"] == "ok"
+        time.sleep(1.5)  # a retry or two
+    assert "platforms: discord" in log[0]
+    assert "Discord: cannot reach" in log[0]
+    assert token not in log[0]
+
+
+def test_serve_with_a_discord_token_discord_refuses_stops_with_the_setting_named(
+    isolated: Path,
+) -> None:
+    async def refuse() -> str:
+        from tests.discord_api import discord_api
+
+        async with discord_api(token="the-right-token") as api:
+            code, _, err = await run_cli(
+                "serve",
+                "--port",
+                str(free_port()),
+                cwd=isolated,
+                SIGNOFF_DATABASE_URL=f"sqlite:///{isolated.parent / 'serve.db'}",
+                SIGNOFF_WEBHOOK_SECRET=SECRET,
+                SIGNOFF_DISCORD_BOT_TOKEN="a-wrong-token",
+                SIGNOFF_DISCORD_API_URL=api.url,
+            )
+        assert code == 2
+        return err
+
+    err = asyncio.run(refuse())
+    assert err.count("Discord refused SIGNOFF_DISCORD_BOT_TOKEN (401 Unauthorized)") == 1
+    assert "a-wrong-token" not in err
+    assert "Traceback" not in err

@@ -181,12 +181,26 @@ class SignoffApp(FastAPI):
     the hot intake route skips FastAPI's middleware and routing."""
 
     front: ASGIApp | None = None
+    startup_error: SignoffError | None = None  # why the runtime would not start
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.front is not None and scope["type"] == "http":
             await self.front(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await super().__call__(scope, receive, self._quiet(send))
         else:
             await super().__call__(scope, receive, send)
+
+    def _quiet(self, send: Send) -> Send:
+        """A start refused for a reason Signoff explains (a setting a platform refused)
+        is said once by `serve`, without the traceback the server would print."""
+
+        async def quiet(message: Message) -> None:
+            if message.get("type") == "lifespan.startup.failed" and self.startup_error:
+                message = {**message, "message": ""}
+            await send(message)
+
+        return quiet
 
 
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
@@ -197,7 +211,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
-            await runtime.start()
+            try:
+                await runtime.start()
+            except SignoffError as exc:
+                app.startup_error = exc
+                raise
         try:
             yield
         finally:
