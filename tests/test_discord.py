@@ -709,3 +709,18 @@ async def test_a_click_from_a_dm_has_no_roles_and_is_refused(lite: DiscordWorld)
     payload["user"] = {"id": CAROL, "username": "carol", "discriminator": "0", "avatar": None}
     answer = await lite.discord.interact(payload)
     assert "not an approver" in told(answer)
+
+
+async def test_a_card_sent_again_after_a_lost_answer_is_not_doubled(lite: DiscordWorld) -> None:
+    """A crash between Discord's answer and Signoff recording it makes the outbox send
+    the card again: Discord's nonce check gives back the first message."""
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    view = await lite.runtime.service.card(submitted["id"])
+    again = await lite.surface.post_card(CHANNELS["review"], view)
+    assert again.ref["message"] == card.id
+    one_card_each(lite, [submitted["id"]])
+    sent = lite.discord.of("POST /channels/{channel_id}/messages")
+    assert [c.json["enforce_nonce"] for c in sent] == [True, True]
+    assert len({c.json["nonce"] for c in sent}) == 1
+    assert len(sent[0].json["nonce"]) <= 25

@@ -13,6 +13,7 @@ person for a page. Nothing a workflow wrote can ping anyone.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
@@ -151,10 +152,14 @@ class DiscordAdapter:
 
     async def post_card(self, channel: str, card: CardView) -> MessageRef:
         rendered = render_card(card)
+        # One card per case and channel: if a crash lost Discord's answer and the outbox
+        # sends again, Discord's nonce check returns the first message instead of a
+        # second card (within the few minutes Discord remembers nonces).
+        nonce = hashlib.blake2b(f"{card.case_id}:{channel}".encode(), digest_size=12).hexdigest()
         sent = await self._call(
             "send card",
             lambda: self._channel(channel).send(
-                embed=rendered.embed, view=rendered.view, allowed_mentions=NOBODY
+                embed=rendered.embed, view=rendered.view, allowed_mentions=NOBODY, nonce=nonce
             ),
         )
         title = plain(card.title, THREAD_NAME) or f"Case {card.case_id}"
