@@ -358,8 +358,12 @@ class OutboxWorker:
             return posted
         if kind == "page":
             # The card on this platform was posted by an earlier row of the case (rows
-            # of a case go in order), so the page can point at it.
-            card_ref = next(
+            # of a case go in order), so the page can point at it: the card in the
+            # case's lane's channel (after an escalation, the new lane's card), else any.
+            lane = self.policy.lane(str(case["lane"]))
+            here = lane.channels.get(platform) if lane is not None else None
+            card_ref = batch.refs.get((key[0], platform, here)) if here else None
+            card_ref = card_ref or next(
                 (r for (c, p, _), r in batch.refs.items() if c == key[0] and p == platform),
                 None,
             )

@@ -724,3 +724,35 @@ async def test_a_card_sent_again_after_a_lost_answer_is_not_doubled(lite: Discor
     assert [c.json["enforce_nonce"] for c in sent] == [True, True]
     assert len({c.json["nonce"] for c in sent}) == 1
     assert len(sent[0].json["nonce"]) <= 25
+
+
+async def test_an_escalation_as_discord_shows_it(sqlite_url: str) -> None:
+    from bot.clock import FrozenClock
+
+    clock = FrozenClock()
+    async with discord_world(sqlite_url, clock=clock) as world:
+        submitted = await world.api.submit(case(**{"recommendation.confidence": 0.6}))
+        assert submitted["lane"] == "expert"
+        first = await world.card_for(submitted["id"])
+        assert first.channel_id == CHANNELS["expert"]
+        await asyncio.sleep(0.1)  # the delivery recorded before the clock jumps its lease
+        clock.advance(24 * 3600)
+        await world.runtime.sla.sweep()
+
+        def oncall_cards(d: Any) -> list[Message]:
+            return [m for m in d.messages[CHANNELS["oncall"]] if m.embeds]
+
+        await world.discord.wait_for(lambda d: oncall_cards(d))
+        assert f"Case {submitted['id']}" in embed_text(oncall_cards(world.discord)[0])
+        await world.discord.wait_for(lambda d: d.thread(first.id))
+        note = world.discord.thread(first.id)[0]
+        assert note.content.startswith(f"<#{CHANNELS['oncall']}> ")
+        assert "escalated to the stop\\_the\\_line lane" in note.content
+        assert note.mentions == []
+        assert note.mention_roles == []
+        await world.discord.wait_for(
+            lambda d: any(m.message_reference for m in d.messages[CHANNELS["oncall"]])
+        )
+        page = next(m for m in world.discord.messages[CHANNELS["oncall"]] if m.message_reference)
+        assert page.mention_roles == [ROLES["oncall"]]
+        assert world.discord.violations == []

@@ -634,3 +634,23 @@ async def test_a_signed_but_garbled_body_is_refused_without_a_server_error(
         )
         assert (response.status_code, response.json()) == (status, answer), body
     assert lite.slack.of("views.open") == []
+
+
+async def test_an_escalation_pages_on_the_new_lanes_card(sqlite_url: str) -> None:
+    from bot.clock import FrozenClock
+
+    clock = FrozenClock()
+    async with slack_world(sqlite_url, clock=clock) as world:
+        submitted = await world.api.submit(case(**{"recommendation.confidence": 0.6}))
+        first = await world.card_for(submitted["id"])
+        assert first.channel == "C0EXPERT"
+        await asyncio.sleep(0.1)  # the delivery recorded before the clock jumps its lease
+        clock.advance(24 * 3600)
+        await world.runtime.sla.sweep()
+        await world.slack.wait_for(lambda s: s.messages.get("C0ONCALL"))
+        oncall = world.slack.messages["C0ONCALL"][0]
+        await world.slack.wait_for(lambda s: s.thread("C0ONCALL", oncall.ts))
+        page = world.slack.thread("C0ONCALL", oncall.ts)[0]
+        assert page.text.startswith("<!subteam^S0ONCALL> 🚨 Stop the line")
+        note = world.slack.thread("C0EXPERT", first.ts)
+        assert [m.text.split(" ")[0] for m in note] == ["<#C0ONCALL>"]
