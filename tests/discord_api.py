@@ -421,6 +421,7 @@ class DiscordApi:
         self.callbacks: dict[str, Callback] = {}  # interaction id -> its callback
         self.followups: defaultdict[str, list[Message]] = defaultdict(list)  # by token
         self.modals: list[dict[str, Any]] = []  # every modal the bot opened
+        self.forbidden: set[str] = set()  # routes answering 403 50013 (see forbid)
         self.waiters: dict[str, asyncio.Future[Callback]] = {}
 
         self.sessions: list[Session] = []
@@ -524,6 +525,14 @@ class DiscordApi:
             raise ValueError(f"fail() injects 429 or 5xx, not {status}")
         self.failures.setdefault(route, []).append(Failure(status, times, retry_after))
 
+    def forbid(self, route: str, on: bool = True) -> None:
+        """`"METHOD /template"` answers 403 Missing Permissions (50013), as when the bot's
+        role lacks a permission, until allowed again."""
+        if on:
+            self.forbidden.add(route)
+        else:
+            self.forbidden.discard(route)
+
     def outage(self, on: bool = True) -> None:
         """Every REST call answers 503 until turned off; the gateway stays up."""
         self.down = on
@@ -609,6 +618,8 @@ class DiscordApi:
             return self.answer(call, 404, {"message": "404: Not Found", "code": 0})
         if route.auth and headers.get("authorization") != f"Bot {self.token}":
             return self.answer(call, 401, {"message": "401: Unauthorized", "code": 0})
+        if call.key in self.forbidden:
+            return self.answer(call, 403, {"message": "Missing Permissions", "code": 50013})
         try:
             body = await route.handler(call, params)
         except ApiError as error:

@@ -756,3 +756,26 @@ async def test_an_escalation_as_discord_shows_it(sqlite_url: str) -> None:
         page = next(m for m in world.discord.messages[CHANNELS["oncall"]] if m.message_reference)
         assert page.mention_roles == [ROLES["oncall"]]
         assert world.discord.violations == []
+
+
+async def test_without_thread_permission_the_record_goes_to_the_channel(
+    lite: DiscordWorld,
+) -> None:
+    lite.discord.forbid("POST /channels/{channel_id}/messages/{message_id}/threads")
+    submitted = await lite.api.submit()
+    card = await lite.card_for(submitted["id"])
+    await lite.reviewers.decide(card, "approve", ALICE, "policy_match")
+    updated = await edited(lite, card)
+    assert verbs(updated) == []
+
+    def replies(d: Any) -> list[Message]:
+        return [m for m in d.messages[CHANNELS["review"]] if m.message_reference]
+
+    await lite.discord.wait_for(lambda d: replies(d))
+    reply = replies(lite.discord)[0]
+    assert reply.content == "Approved by alice (policy\\_match)"
+    assert reply.message_reference is not None
+    assert reply.message_reference["message_id"] == card.id
+    assert lite.discord.thread(card.id) == []
+    found = await status_of(lite, submitted["id"])
+    assert {d["status"] for d in found["deliveries"]} == {"delivered"}

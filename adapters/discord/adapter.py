@@ -58,6 +58,12 @@ def delivery_error(exc: Exception, what: str) -> DeliveryFailed:
     return DeliveryFailed(f"Discord {what}: {type(exc).__name__}: {exc}")
 
 
+def _remember(found: set[int], item: int) -> None:
+    if len(found) >= MAX_PEOPLE:
+        found.clear()
+    found.add(item)
+
+
 def snowflake(text: str) -> int:
     if not text.isdigit():
         raise DeliveryFailed(f"Discord: {text!r} is not a Discord ID", permanent=True)
@@ -106,6 +112,7 @@ class DiscordAdapter:
         self.mapped = {k: {n.strip().lower() for n in v} for k, v in (identities or {}).items()}
         self.people: dict[str, Person] = {}
         self._threads: set[int] = set()
+        self._no_threads: set[int] = set()
         self._guilds: dict[int, int] = {}
 
     # -- what interactions tell us ----------------------------------------------------
@@ -177,13 +184,17 @@ class DiscordAdapter:
             lambda: message.edit(embed=rendered.embed, view=rendered.view, allowed_mentions=NOBODY),
         )
 
-    async def _thread(self, ref: MessageRef) -> discord.PartialMessageable:
-        """The case's thread, started from the card on first use. A thread started from
-        a message has the message's ID, so nothing more needs storing."""
+    async def _thread(self, ref: MessageRef) -> discord.PartialMessageable | None:
+        """The case's thread, started from the card on first use (a thread started from
+        a message has the message's ID, so nothing more needs storing). None where no
+        thread can be started (the bot lacks *Create Public Threads*, or the channel
+        takes none): the reply then goes to the channel, as a reply to the card."""
         message_id = snowflake(ref.ref["message"])
+        if message_id in self._no_threads:
+            return None
         if message_id not in self._threads:
             channel_id = snowflake(ref.ref.get("channel", ref.channel))
-            name = ref.ref.get("title") or "Signoff case"
+            name = " ".join((ref.ref.get("title") or "").split())[:THREAD_NAME] or "Signoff case"
             try:
                 await self._call(
                     "start thread",
@@ -193,11 +204,20 @@ class DiscordAdapter:
                 )
             except DeliveryFailed as failed:
                 cause = failed.__cause__
-                if not (isinstance(cause, discord.HTTPException) and cause.code == THREAD_EXISTS):
+                code = cause.code if isinstance(cause, discord.HTTPException) else None
+                status = cause.status if isinstance(cause, discord.HTTPException) else None
+                if status in (400, 403) and code != THREAD_EXISTS:
+                    log.warning(
+                        "Discord: no thread on card %s in %s (%s); replying in the channel",
+                        message_id,
+                        channel_id,
+                        failed,
+                    )
+                    _remember(self._no_threads, message_id)
+                    return None
+                if code != THREAD_EXISTS:
                     raise
-            if len(self._threads) >= MAX_PEOPLE:
-                self._threads.clear()
-            self._threads.add(message_id)
+            _remember(self._threads, message_id)
         return self.client.get_partial_messageable(message_id)
 
     async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
@@ -205,8 +225,20 @@ class DiscordAdapter:
         pings, allowed = mentions_of(mentions)
         said, _ = fit(text, CONTENT - len(pings) - 1)
         content = f"{pings} {said}".strip()
+        if thread is not None:
+            await self._call(
+                "thread reply", lambda: thread.send(content=content, allowed_mentions=allowed)
+            )
+            return
+        channel = self._channel(ref.ref.get("channel", ref.channel))
+        card = channel.get_partial_message(snowflake(ref.ref["message"]))
         await self._call(
-            "thread reply", lambda: thread.send(content=content, allowed_mentions=allowed)
+            "reply",
+            lambda: channel.send(
+                content=content,
+                allowed_mentions=allowed,
+                reference=card.to_reference(fail_if_not_exists=False),
+            ),
         )
 
     async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:
