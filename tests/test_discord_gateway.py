@@ -184,3 +184,28 @@ async def test_the_daily_digest_reaches_the_discord_managers_channel(
 def test_the_token_is_never_in_the_settings_repr() -> None:
     settings = discord_settings("sqlite://", "http://127.0.0.1:9/api/v10")
     assert TOKEN not in repr(settings)
+
+
+async def test_a_person_who_takes_no_dms_is_paged_in_the_channel_once(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    policy = tmp_path / "page-user.yaml"
+    policy.write_text(
+        DISCORD_POLICY.read_text().replace(
+            'discord: "role:300000000000000003"', f'discord: "user:{OPS1}"'
+        )
+    )
+    async with discord_world(sqlite_url, policy=str(policy)) as world:
+        world.discord.close_dms(OPS1)
+        submitted = await world.api.submit(case(flags=["data_leakage"]))
+        await world.card_for(submitted["id"])
+
+        def pages(d: Any) -> list[Any]:
+            return [m for m in d.messages[CHANNELS["oncall"]] if m.message_reference]
+
+        await world.discord.wait_for(lambda d: pages(d))
+        await asyncio.sleep(1.0)  # a retried page would ping again by now
+        assert len(pages(world.discord)) == 1
+        found = (await world.api.get(f"/v1/escalations/{submitted['id']}")).json()
+        page = next(d for d in found["deliveries"] if d["kind"] == "page")
+        assert page["status"] == "delivered"

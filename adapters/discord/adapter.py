@@ -262,16 +262,30 @@ class DiscordAdapter:
         kind, _, ident = target.partition(":")
         if kind == "user" and ident.isdigit():
             where = await self._jump(ref) if ref is not None else ""
-            dm = await self._call(
-                "open DM", lambda: self.client.create_dm(discord.Object(int(ident)))
-            )
-            await self._call(
-                "page by DM",
-                lambda: dm.send(
-                    content=f"🚨 You are on call: stop-the-line case **{title}** needs you.{where}",
-                    allowed_mentions=NOBODY,
-                ),
-            )
+            try:
+                dm = await self._call(
+                    "open DM", lambda: self.client.create_dm(discord.Object(int(ident)))
+                )
+                await self._call(
+                    "page by DM",
+                    lambda: dm.send(
+                        content=f"🚨 You are on call: stop-the-line case **{title}** needs "
+                        f"you.{where}",
+                        allowed_mentions=NOBODY,
+                    ),
+                )
+            except DeliveryFailed as failed:
+                if not isinstance(failed.__cause__, discord.Forbidden):
+                    raise
+                # The person takes no DMs from the server's members: trying again will
+                # not change that. The ping in the channel is the page.
+                if ref is None:
+                    raise DeliveryFailed(
+                        f"Discord: cannot page {target} by DM and the lane has no Discord "
+                        f"channel ({failed})",
+                        permanent=True,
+                    ) from failed
+                log.warning("Discord: %s takes no DMs; paged in the channel only", target)
 
     async def _jump(self, ref: MessageRef) -> str:
         """A link to the card, for a DM (the channel's server looked up once)."""
