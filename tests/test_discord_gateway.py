@@ -209,3 +209,29 @@ async def test_a_person_who_takes_no_dms_is_paged_in_the_channel_once(
         found = (await world.api.get(f"/v1/escalations/{submitted['id']}")).json()
         page = next(d for d in found["deliveries"] if d["kind"] == "page")
         assert page["status"] == "delivered"
+
+
+async def test_a_stop_lets_a_decision_being_made_finish_and_answer(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with discord_server() as api:
+        async with discord_world(sqlite_url, server=api) as world:
+            submitted = await world.api.submit()
+            card = await world.card_for(submitted["id"])
+            opened = await world.reviewers.click(card, "approve", ALICE)
+            decide = world.runtime.service.decide
+
+            async def slow(*args: Any, **kwargs: Any) -> Any:
+                await asyncio.sleep(0.5)
+                return await decide(*args, **kwargs)
+
+            monkeypatch.setattr(world.runtime.service, "decide", slow)
+            answer = asyncio.create_task(
+                world.reviewers.submit(opened.data, ALICE, code="policy_match")
+            )
+            await asyncio.sleep(0.2)  # the decision has begun; now the server stops
+        assert told(await answer) == "Recorded: you approved this case."
+        async with discord_world(sqlite_url, server=api) as again:
+            found = (await again.api.get(f"/v1/escalations/{submitted['id']}")).json()
+            assert found["status"] == "approved"
+            await api.wait_for(lambda d: d.message(card.channel_id, card.id).edits)  # type: ignore[union-attr]

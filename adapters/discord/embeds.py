@@ -18,8 +18,10 @@ from urllib.parse import quote
 
 import discord
 
+from adapters import cardtext
+from adapters.cardtext import LANE_ICONS, STATUS_WORDS, lane_title
 from adapters.text import cut, plain
-from bot.protocols import CardView, Link, Outcome
+from bot.protocols import CardView, Link
 
 TITLE = 256
 DESCRIPTION = 4096
@@ -48,21 +50,11 @@ BUTTON_ID = re.compile(rf"signoff:(?P<verb>{VERBS}):(?P<case>{CASE_ID})")
 FORM_ID = re.compile(rf"signoff:form:(?P<verb>approve|reject|request_info):(?P<case>{CASE_ID})")
 CODE_INPUT, REASON_INPUT, QUESTION_INPUT = "code", "reason", "question"
 
-LANE_NAMES = {"stop_the_line": "Stop the line", "review": "Review", "expert": "Expert"}
-LANE_ICONS = {"stop_the_line": "🚨", "expert": "🧐", "review": "📝"}
 LANE_COLOURS = {"review": 0x3B82F6, "expert": 0x8B5CF6, "stop_the_line": 0xDC2626}
 STATE_COLOURS = {"approved": 0x16A34A, "rejected": 0x991B1B}
 SLA_COLOURS = {"at_risk": 0xF59E0B, "overdue": 0xB91C1C}
 DONE_COLOUR = 0x6B7280
-OUTCOME_ICONS = {"approve": "✅", "reject": "⛔"}
 SLA_WORDS = {"at_risk": " · ⚠️ **At risk**", "overdue": " · 🔴 **Overdue**"}
-STATUS_WORDS = {
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "expired": "Expired",
-    "cancelled": "Cancelled by the workflow",
-    "auto_decided": "Decided automatically",
-}
 PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord"}
 
 _SPECIAL = re.compile(r"([\\*_~`|>\[\]#@<:-])")
@@ -107,55 +99,25 @@ def when(at: datetime, style: str = "f") -> str:
     return f"<t:{int(at.timestamp())}:{style}>"
 
 
-def lane_title(lane: str) -> str:
-    return LANE_NAMES.get(lane, lane.replace("_", " ").capitalize())
+DISCORD = cardtext.Markup(
+    fit=fit,
+    who=who,
+    when=when,
+    bold="**",
+    code="**",  # a code span cannot be escaped inside: terms are bold instead
+    quote="> ",
+    reason_limit=500,
+    question_limit=300,
+    one_line=True,  # a quote in Discord markdown ends at the line's end
+)
 
 
 def recommendation(card: CardView) -> str:
-    if card.hide_recommendation:
-        return "**AI recommendation:** hidden for blind review; it is shown once you decide."
-    line = f"**AI recommends:** **{md(card.recommended_action)}** at {card.confidence:.0%}"
-    if card.runner_up:
-        line += f" · runner-up **{md(card.runner_up)}**"
-        if card.runner_up_confidence is not None:
-            line += f" at {card.runner_up_confidence:.0%}"
-    return line
-
-
-def outcome_text(outcome: Outcome, status: str) -> str:
-    icon = OUTCOME_ICONS.get(outcome.action, "⏱️")
-    words = STATUS_WORDS.get(status, status)
-    by = who(outcome.reviewer) if outcome.decided_by == "human" else md(outcome.decided_by)
-    text = f"{icon} **{words}** by {by} {when(outcome.at)}"
-    if outcome.reason_code:
-        text += f" · reason **{md(outcome.reason_code)}**"
-    if outcome.reason:
-        text += f"\n> {fit(outcome.reason.replace(chr(10), ' '), 500)[0]}"
-    return text
+    return cardtext.recommendation(card, DISCORD)
 
 
 def state_lines(card: CardView) -> list[str]:
-    lines: list[str] = []
-    if card.outcome is not None:
-        lines.append(outcome_text(card.outcome, card.status))
-    elif card.status in STATUS_WORDS:
-        lines.append(f"**{STATUS_WORDS[card.status]}**")
-    for vote in card.votes:
-        lines.append(
-            f"🗳️ {who(vote.reviewer)} voted **{md(vote.action)}** {when(vote.at)}"
-            + (f" · reason **{md(vote.reason_code)}**" if vote.reason_code else "")
-        )
-    if card.needs_ack:
-        lines.append("🚨 **Waiting for on-call to acknowledge.**")
-    elif card.acknowledged_by:
-        lines.append(f"🟢 Acknowledged by {who(card.acknowledged_by)}")
-    if card.claimed_by:
-        lines.append(f"🙋 Claimed by {who(card.claimed_by)}: reminders go to them")
-    if card.info_question is not None:
-        lines.append(
-            f"❓ **Waiting for the workflow to answer:** {fit(card.info_question, 300)[0]}"
-        )
-    return lines
+    return cardtext.state_lines(card, DISCORD)
 
 
 def colour(card: CardView) -> int:

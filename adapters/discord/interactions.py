@@ -22,7 +22,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -129,6 +129,7 @@ class Interactions:
     # -- clicks -------------------------------------------------------------------------
 
     async def click(self, interaction: Interaction, verb: str, case_id: str) -> None:
+        self._track()
         self.adapter.saw(interaction.user)
         reviewer = reviewer_of(interaction)
         try:
@@ -182,6 +183,7 @@ class Interactions:
             if custom_id.startswith("signoff:"):
                 await self._tell(interaction, UNKNOWN)
             return  # not Signoff's
+        self._track()
         self.adapter.saw(interaction.user)
         verb, case_id = match["verb"], match["case"]
         values = submitted(data)
@@ -246,11 +248,15 @@ class Interactions:
 
     # -- background work ----------------------------------------------------------------
 
-    def later(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(work)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    def _track(self) -> None:
+        """Keep hold of the task handling this interaction (discord.py made it), so that
+        a stop lets it finish."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def drain(self) -> None:
+        """Let interactions being handled finish (at shutdown), for at most 5 seconds."""
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=5.0)

@@ -184,8 +184,8 @@ class DiscordSurface(DiscordAdapter):
         await asyncio.wait_for(self.client.wait_until_ready(), timeout)
 
     async def stop(self) -> None:
+        await self.interactions.drain()  # clicks being handled finish first
         self.interactions.unbind()
-        await self.interactions.drain()
         if not self.client.is_closed():
             await self.client.close()
         else:

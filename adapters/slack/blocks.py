@@ -33,8 +33,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from adapters import cardtext
+from adapters.cardtext import LANE_ICONS, STATUS_WORDS, lane_title
 from adapters.text import ELLIPSIS, cut, plain
-from bot.protocols import CardView, Link, Outcome
+from bot.protocols import CardView, Link
 
 SECTION = 3000
 FIELD = 2000
@@ -58,17 +60,7 @@ CODE_BLOCK, CODE_ACTION = "reason_code", "code"
 REASON_BLOCK, REASON_ACTION = "reason", "text"
 QUESTION_BLOCK, QUESTION_ACTION = "question", "text"
 
-LANE_NAMES = {"stop_the_line": "Stop the line", "review": "Review", "expert": "Expert"}
-LANE_ICONS = {"stop_the_line": "🚨", "expert": "🧐", "review": "📝"}
-OUTCOME_ICONS = {"approve": "✅", "reject": "⛔"}
 SLA_WORDS = {"at_risk": " · ⚠️ *At risk*", "overdue": " · 🔴 *Overdue*"}
-STATUS_WORDS = {
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "expired": "Expired",
-    "cancelled": "Cancelled by the workflow",
-    "auto_decided": "Decided automatically",
-}
 
 
 def escape(text: str) -> str:
@@ -110,53 +102,24 @@ def slack_date(at: datetime, pattern: str = "{date_short_pretty} at {time}") -> 
     return f"<!date^{int(at.timestamp())}^{pattern}|{fallback}>"
 
 
-def lane_title(lane: str) -> str:
-    return LANE_NAMES.get(lane, lane.replace("_", " ").capitalize())
+SLACK = cardtext.Markup(
+    fit=fit,
+    who=who,
+    when=slack_date,
+    bold="*",
+    code="`",
+    quote=">",
+    reason_limit=1500,
+    question_limit=1000,
+)
 
 
 def recommendation(card: CardView) -> str:
-    if card.hide_recommendation:
-        return "*AI recommendation:* hidden for blind review; it is shown once you decide."
-    line = f"*AI recommends:* `{escape(card.recommended_action)}` at {card.confidence:.0%}"
-    if card.runner_up:
-        line += f" · runner-up `{escape(card.runner_up)}`"
-        if card.runner_up_confidence is not None:
-            line += f" at {card.runner_up_confidence:.0%}"
-    return line
-
-
-def outcome_text(outcome: Outcome, status: str) -> str:
-    icon = OUTCOME_ICONS.get(outcome.action, "⏱️")
-    words = STATUS_WORDS.get(status, status)
-    by = who(outcome.reviewer) if outcome.decided_by == "human" else outcome.decided_by
-    text = f"{icon} *{words}* by {by} {slack_date(outcome.at)}"
-    if outcome.reason_code:
-        text += f" · reason `{escape(outcome.reason_code)}`"
-    if outcome.reason:
-        text += f"\n>{fit(outcome.reason, 1500)[0]}"
-    return text
+    return cardtext.recommendation(card, SLACK)
 
 
 def state_lines(card: CardView) -> list[str]:
-    lines: list[str] = []
-    if card.outcome is not None:
-        lines.append(outcome_text(card.outcome, card.status))
-    elif card.status in STATUS_WORDS:
-        lines.append(f"*{STATUS_WORDS[card.status]}*")
-    for vote in card.votes:
-        lines.append(
-            f"🗳️ {who(vote.reviewer)} voted `{escape(vote.action)}` {slack_date(vote.at)}"
-            + (f" · reason `{escape(vote.reason_code)}`" if vote.reason_code else "")
-        )
-    if card.needs_ack:
-        lines.append("🚨 *Waiting for on-call to acknowledge.*")
-    elif card.acknowledged_by:
-        lines.append(f"🟢 Acknowledged by {who(card.acknowledged_by)}")
-    if card.claimed_by:
-        lines.append(f"🙋 Claimed by {who(card.claimed_by)}: reminders go to them")
-    if card.info_question is not None:
-        lines.append(f"❓ *Waiting for the workflow to answer:* {fit(card.info_question, 1000)[0]}")
-    return lines
+    return cardtext.state_lines(card, SLACK)
 
 
 @dataclass(frozen=True)
