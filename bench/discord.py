@@ -36,7 +36,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from ingest import Server, percentile, reset_postgres  # noqa: E402
+from ingest import Server, reset_postgres, stats  # noqa: E402
 
 from bot import signing  # noqa: E402
 from tests.discord_api import Callback, DiscordApi, discord_api  # noqa: E402
@@ -83,17 +83,6 @@ def case_body(n: int) -> bytes:
             "evidence": [{"label": "Order", "url": f"https://shop.example.com/o/{n}"}],
         }
     )
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50_ms": percentile(ordered, 50) * 1000,
-        "p90_ms": percentile(ordered, 90) * 1000,
-        "p99_ms": percentile(ordered, 99) * 1000,
-        "max_ms": ordered[-1] * 1000 if ordered else 0.0,
-    }
 
 
 def user(n: int) -> str:

@@ -309,6 +309,18 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def stats(values: list[float]) -> dict[str, float]:
+    """Count, p50, p90, p99 and max of latencies in seconds, in milliseconds."""
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50_ms": percentile(ordered, 50) * 1000,
+        "p90_ms": percentile(ordered, 90) * 1000,
+        "p99_ms": percentile(ordered, 99) * 1000,
+        "max_ms": ordered[-1] * 1000 if ordered else 0.0,
+    }
+
+
 # --------------------------------------------------------------------------- load shapes
 
 

@@ -42,7 +42,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from ingest import Conn, Server, percentile, reset_postgres  # noqa: E402
+from ingest import Conn, Server, reset_postgres, stats  # noqa: E402
 
 from bot import signing  # noqa: E402
 from tests.slack_api import Call, SlackApi, slack_api  # noqa: E402
@@ -100,17 +100,6 @@ def slack_headers(body: bytes) -> dict[str, str]:
 
 def form(payload: dict[str, Any]) -> bytes:
     return ("payload=" + quote(json.dumps(payload))).encode()
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50_ms": percentile(ordered, 50) * 1000,
-        "p90_ms": percentile(ordered, 90) * 1000,
-        "p99_ms": percentile(ordered, 99) * 1000,
-        "max_ms": ordered[-1] * 1000 if ordered else 0.0,
-    }
 
 
 async def deliveries(

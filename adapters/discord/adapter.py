@@ -230,10 +230,16 @@ class DiscordAdapter:
                 "thread reply", lambda: thread.send(content=content, allowed_mentions=allowed)
             )
             return
+        await self._reply(ref, "reply", content, allowed)
+
+    async def _reply(
+        self, ref: MessageRef, what: str, content: str, allowed: discord.AllowedMentions
+    ) -> None:
+        """A message in the card's channel, as a reply to the card."""
         channel = self._channel(ref.ref.get("channel", ref.channel))
         card = channel.get_partial_message(snowflake(ref.ref["message"]))
         await self._call(
-            "reply",
+            what,
             lambda: channel.send(
                 content=content,
                 allowed_mentions=allowed,
@@ -245,20 +251,11 @@ class DiscordAdapter:
         pings, allowed = mentions_of([target])
         title, _ = fit(card.title, 300)
         if ref is not None:
-            channel = self._channel(ref.ref.get("channel", ref.channel))
-            card_message = channel.get_partial_message(snowflake(ref.ref["message"]))
             text = (
                 f"{pings} 🚨 Stop the line: **{title}** needs on-call now. "
                 "Acknowledge on the card, then decide."
             )
-            await self._call(
-                "page",
-                lambda: channel.send(
-                    content=text,
-                    allowed_mentions=allowed,
-                    reference=card_message.to_reference(fail_if_not_exists=False),
-                ),
-            )
+            await self._reply(ref, "page", text, allowed)
         kind, _, ident = target.partition(":")
         if kind == "user" and ident.isdigit():
             where = await self._jump(ref) if ref is not None else ""
