@@ -570,29 +570,21 @@ async def test_reminder_then_the_safe_default_as_discord_shows_them(sqlite_url: 
         assert world.discord.violations == []
 
 
+async def click_orphan(world: DiscordWorld, custom_id: str) -> Callback:
+    """A click on a message Signoff did not post this time (another version's, or one
+    whose case is gone) carrying a button `custom_id`."""
+    button = {"type": 2, "style": 2, "label": "Old", "custom_id": custom_id}
+    orphan = world.discord.seed_message(
+        CHANNELS["review"], components=[{"type": 1, "components": [button]}]
+    )
+    return await world.discord.interact(
+        world.discord.button_click(ALICE, custom_id, orphan.id, orphan.channel_id)
+    )
+
+
 async def test_clicks_and_forms_for_no_such_case_are_answered_plainly(lite: DiscordWorld) -> None:
     # a card whose case is gone (say, a message from another Signoff's database)
-    orphan = lite.discord.seed_message(
-        CHANNELS["review"],
-        components=[
-            {
-                "type": 1,
-                "components": [
-                    {
-                        "type": 2,
-                        "style": 3,
-                        "label": "Approve",
-                        "custom_id": "signoff:approve:01nosuchcase",
-                    }
-                ],
-            }
-        ],
-    )
-    clicked = await lite.discord.interact(
-        lite.discord.button_click(
-            ALICE, "signoff:approve:01nosuchcase", orphan.id, orphan.channel_id
-        )
-    )
+    clicked = await click_orphan(lite, "signoff:approve:01nosuchcase")
     assert told(clicked) == "Signoff has no such case any more."
     form = await lite.discord.interact(
         lite.discord.modal_submit(
@@ -670,25 +662,7 @@ async def test_bad_interactions_get_a_clear_answer_and_change_nothing(lite: Disc
         answer = await lite.discord.interact(payload)
         assert expected in told(answer), (payload["data"], answer.data)
 
-    orphan = lite.discord.seed_message(
-        CHANNELS["review"],
-        components=[
-            {
-                "type": 1,
-                "components": [
-                    {
-                        "type": 2,
-                        "style": 2,
-                        "label": "Old",
-                        "custom_id": f"signoff:delete:{case_id}",
-                    }
-                ],
-            }
-        ],
-    )
-    old = await lite.discord.interact(
-        lite.discord.button_click(ALICE, f"signoff:delete:{case_id}", orphan.id, orphan.channel_id)
-    )
+    old = await click_orphan(lite, f"signoff:delete:{case_id}")
     assert told(old) == unknown
 
     found = await status_of(lite, case_id)

@@ -29,6 +29,17 @@ from tests.test_discord import told
 from tests.test_slack_socket import pending_tasks
 
 
+def page_a_person(tmp_path: Any) -> Any:
+    """The test policy, with on-call paged as one person (OPS1) instead of a role."""
+    policy = tmp_path / "page-user.yaml"
+    policy.write_text(
+        DISCORD_POLICY.read_text().replace(
+            'discord: "role:300000000000000003"', f'discord: "user:{OPS1}"'
+        )
+    )
+    return policy
+
+
 async def test_buttons_and_an_open_form_keep_working_across_a_restart(sqlite_url: str) -> None:
     async with discord_server() as api:
         async with discord_world(sqlite_url, server=api) as first:
@@ -140,12 +151,7 @@ async def _submit(runtime: Runtime) -> str:
 async def test_a_page_to_a_person_is_a_dm_with_a_link_to_the_card(
     sqlite_url: str, tmp_path: Any
 ) -> None:
-    policy = tmp_path / "page-user.yaml"
-    policy.write_text(
-        DISCORD_POLICY.read_text().replace(
-            'discord: "role:300000000000000003"', f'discord: "user:{OPS1}"'
-        )
-    )
+    policy = page_a_person(tmp_path)
     async with discord_world(sqlite_url, policy=str(policy)) as world:
         submitted = await world.api.submit(case(flags=["data_leakage"]))
         card = await world.card_for(submitted["id"])
@@ -189,12 +195,7 @@ def test_the_token_is_never_in_the_settings_repr() -> None:
 async def test_a_person_who_takes_no_dms_is_paged_in_the_channel_once(
     sqlite_url: str, tmp_path: Any
 ) -> None:
-    policy = tmp_path / "page-user.yaml"
-    policy.write_text(
-        DISCORD_POLICY.read_text().replace(
-            'discord: "role:300000000000000003"', f'discord: "user:{OPS1}"'
-        )
-    )
+    policy = page_a_person(tmp_path)
     async with discord_world(sqlite_url, policy=str(policy)) as world:
         world.discord.close_dms(OPS1)
         submitted = await world.api.submit(case(flags=["data_leakage"]))

@@ -29,11 +29,12 @@ import discord
 
 from adapters.discord import embeds
 from adapters.discord.adapter import NOBODY, DiscordAdapter
+from adapters.lifecycle import Bound
 from bot.errors import AlreadyDecided, DecisionRefused, NotFound
 from bot.protocols import Reviewer
 
 if TYPE_CHECKING:
-    from bot.service import Service
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +73,13 @@ def submitted(data: Any) -> dict[str, str]:
     return values
 
 
-class Interactions:
+class Interactions(Bound):
     """The handlers a `SignoffClient` calls, bound to the decision service."""
 
     def __init__(self, adapter: DiscordAdapter) -> None:
+        super().__init__()
         self.adapter = adapter
-        self._service: Service | None = None
         self._drafts: dict[tuple[str, str, str], tuple[float, str]] = {}
-        self._pending: set[asyncio.Task[Any]] = set()
-
-    def bind(self, service: Service) -> None:
-        self._service = service
-
-    def unbind(self) -> None:
-        self._service = None
-
-    @property
-    def service(self) -> Service:
-        if self._service is None:
-            raise DecisionRefused("starting", "Signoff is starting; click again in a moment.")
-        return self._service
 
     # -- answers ------------------------------------------------------------------------
 
@@ -253,10 +241,4 @@ class Interactions:
         a stop lets it finish."""
         task = asyncio.current_task()
         if task is not None:
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-
-    async def drain(self) -> None:
-        """Let interactions being handled finish (at shutdown), for at most 5 seconds."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=5.0)
+            self.hold(task)

@@ -15,7 +15,6 @@ keeps trying in the background, and cards wait in the outbox meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from discord.gateway import DiscordWebSocket
 from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.embeds import CardButton
 from adapters.discord.interactions import Interaction, Interactions
+from adapters.lifecycle import end
 from bot.errors import ConfigError
 from bot.protocols import Endpoint
 
@@ -190,12 +190,8 @@ class DiscordSurface(DiscordAdapter):
             await self.client.close()
         else:
             await self.client.http.close()
-        if self._connecting is not None:
-            if not self._connecting.done():
-                self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._connecting
-            self._connecting = None
+        await end(self._connecting)
+        self._connecting = None
         self.logged_in = False
 
 

@@ -24,12 +24,13 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.lifecycle import Bound
 from adapters.slack import blocks
 from bot.errors import AlreadyDecided, DecisionRefused, NotFound
 from bot.protocols import Reviewer
 
 if TYPE_CHECKING:
-    from bot.service import Service
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -75,29 +76,12 @@ def refusal_view(exc: DecisionRefused, field: str | None) -> dict[str, Any]:
     return {"response_action": "update", "view": blocks.message_modal("Not recorded", exc.message)}
 
 
-class Interactions:
+class Interactions(Bound):
     """The Bolt listeners, bound to the decision service."""
 
     def __init__(self, client: AsyncWebClient) -> None:
+        super().__init__()
         self.client = client
-        self._service: Service | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
-
-    def bind(self, service: Service) -> None:
-        self._service = service
-
-    def unbind(self) -> None:
-        self._service = None
-
-    @property
-    def bound(self) -> bool:
-        return self._service is not None
-
-    @property
-    def service(self) -> Service:
-        if self._service is None:
-            raise DecisionRefused("starting", "Signoff is starting; click again in a moment.")
-        return self._service
 
     def register(self, app: AsyncApp) -> None:
         app.action(CLICK)(self.on_click)
@@ -124,14 +108,7 @@ class Interactions:
 
     def later(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` after the HTTP answer, keeping hold of it until it is done."""
-        task = asyncio.create_task(work)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def drain(self) -> None:
-        """Let clicks being handled finish (at shutdown), for at most 5 seconds."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=5.0)
+        self.hold(asyncio.create_task(work))
 
     async def _after_click(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         match = CLICK.match(str(action.get("action_id", "")))

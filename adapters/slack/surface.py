@@ -11,7 +11,6 @@ seconds a `trigger_id` lives.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from adapters.lifecycle import end
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.interactions import Interactions
 from bot.errors import ConfigError
@@ -175,12 +175,8 @@ class SlackSurface(SlackAdapter):
             log.warning("Slack: cannot reach Slack yet (%s); Socket Mode keeps trying", exc)
 
     async def stop(self) -> None:
-        if self._connecting is not None:
-            if not self._connecting.done():
-                self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._connecting
-            self._connecting = None
+        await end(self._connecting)
+        self._connecting = None
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
