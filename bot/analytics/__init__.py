@@ -1,0 +1,1 @@
+"""Analytics over the decisions in the store: weekly reports, flags, charts, export."""
