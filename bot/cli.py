@@ -359,6 +359,83 @@ def discord_invite_url(client_id: str | None, guild_id: str | None) -> None:
 
 
 @main.group()
+def report() -> None:
+    """Reports for managers."""
+
+
+@report.command("weekly")
+@click.option("--week", help="An ISO week, e.g. 2026-W47 (default: the last complete week).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "html"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), help="Write here.")
+def report_weekly(week: str | None, fmt: str, output: str | None) -> None:
+    """The weekly summary: override rates, flags, calibration (as the Monday post)."""
+    from rich.console import Console
+
+    from bot.analytics import render
+    from bot.analytics.report import Week, schedule_zone, weekly
+    from bot.clock import SystemClock
+    from bot.store import db as store
+
+    settings = load_settings()
+    try:
+        policy = load_policy(settings.policy)
+    except PolicyError as exc:
+        fail("\n".join(exc.problems), 2)
+    zone = schedule_zone(policy)
+    now = SystemClock().now()
+    try:
+        chosen = Week.parse(week, zone) if week else Week.last_complete(now, zone)
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+    async def build() -> Any:
+        engine = store.create_engine(settings.database_url)
+        try:
+            current, head = await store.revision_state(engine)
+            if current != head:
+                raise ConfigError(
+                    f"the database at {_redact(settings.database_url)} is at revision "
+                    f"{current or 'none'}, not {head}: run `signoff db upgrade`"
+                )
+            return await weekly(engine, policy, chosen, now)
+        finally:
+            await engine.dispose()
+
+    try:
+        found = asyncio.run(build())
+    except SignoffError as exc:
+        fail(exc.message, 2)
+    except Exception as exc:
+        fail(f"cannot read {_redact(settings.database_url)}: {type(exc).__name__}: {exc}", 1)
+    if fmt == "json":
+        text = json.dumps(found.as_dict(), indent=2) + "\n"
+    elif fmt == "html":
+        text = render.page(found, render.charts(found))
+    else:
+        text = ""
+    if output is not None:
+        try:
+            with open(output, "w", encoding="utf-8") as out:
+                if fmt == "table":
+                    render.print_tables(found, Console(file=out, width=120, color_system=None))
+                else:
+                    out.write(text)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}", 2)
+        click.echo(f"wrote the {found.week} report to {output}", err=True)
+    elif fmt == "table":
+        render.print_tables(found, Console())
+    else:
+        click.echo(text, nl=False)
+
+
+@main.group()
 def db() -> None:
     """Database schema."""
 

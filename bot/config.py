@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # to refuse self-approval: SIGNOFF_DISCORD_IDENTITIES='{"1122…": ["alice@example.com"]}'
     discord_identities: dict[str, list[str]] = Field(default_factory=dict)
 
+    reports_token: SecretStr | None = None  # bearer token for GET /v1/reports/*
     signature_window: int = Field(default=300, ge=1, le=3600)
     outbox_dead_after: int = Field(default=24 * 3600, ge=1)
     outbox_max_backoff: float = Field(default=300.0, gt=0)

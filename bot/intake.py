@@ -28,7 +28,7 @@ from bot.calendar import WorkingTime
 from bot.errors import ConflictError
 from bot.ids import new_case_id
 from bot.policy import LoadedPolicy, route
-from bot.rows import dumps, lane_timers
+from bot.rows import decision_facts, dumps, lane_timers
 from bot.schemas import CaseIn
 from bot.store.bulk import BulkInsert
 from bot.store.db import Store
@@ -220,6 +220,8 @@ def prepare(
         "submit_response": dumps(response),
         "body": body,
     }
+    for row in decision_rows:
+        row.update(decision_facts(case_row))
     return Prepared(
         case.source,
         idempotency_key,

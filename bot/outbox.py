@@ -17,6 +17,7 @@ again after the restart (once its lease runs out): callbacks carry
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -334,7 +335,10 @@ class OutboxWorker:
         if adapter is None:
             raise DeliveryFailed(f"no adapter for platform {platform!r} is running")
         if kind == "summary":  # a manager's digest or summary: no case
-            summary = Summary(str(payload.get("title", "")), str(payload.get("text", "")))
+            images = tuple(
+                (str(i["name"]), base64.b64decode(i["png"])) for i in payload.get("images", [])
+            )
+            summary = Summary(str(payload.get("title", "")), str(payload.get("text", "")), images)
             await adapter.post_summary(channel, summary)
             return None
         if case is None:

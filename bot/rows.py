@@ -97,3 +97,15 @@ def bump(case_id: str, version: int, at: datetime, **values: Any) -> Update:
         .where(cases.c.id == case_id, cases.c.version == version)
         .values(version=cases.c.version + 1, updated_at=at, **values)
     )
+
+
+def decision_facts(case: Any) -> dict[str, Any]:
+    """What a decision row copies from its case (a row mapping) for the reports."""
+    return {
+        "kind": case["kind"],
+        "lane": case["lane"],
+        "confidence": case["confidence"],
+        "blind_review": case["blind_review"],
+        "case_created_at": case["created_at"],
+        "due_at": case["due_at"],
+    }

@@ -28,7 +28,7 @@ from bot.errors import AlreadyDecided, DecisionRefused, ForbiddenError, NotFound
 from bot.outbox import load_batch
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, CardView, Clock, Reviewer
-from bot.rows import bump, card_targets, delivery_row, dumps, event_row
+from bot.rows import bump, card_targets, decision_facts, delivery_row, dumps, event_row
 from bot.store.db import Store, Writer
 from bot.store.tables import cases, decisions, events, outbox, timers
 from policies.schema import Lane
@@ -400,6 +400,7 @@ class Service:
             "overrode_ai": action != case.row["recommended_action"],
             "policy_version": self.policy.version,
             "at": now,
+            **decision_facts(case.row),
         }
         voted = conn.execute(
             select(decisions.c.id).where(

@@ -43,7 +43,15 @@ from bot.calendar import WorkingTime
 from bot.intake import targets
 from bot.policy import LoadedPolicy
 from bot.protocols import Clock
-from bot.rows import bump, card_targets, delivery_row, event_row, lane_timers, timer_row
+from bot.rows import (
+    bump,
+    card_targets,
+    decision_facts,
+    delivery_row,
+    event_row,
+    lane_timers,
+    timer_row,
+)
 from bot.store.db import Store
 from bot.store.tables import cases, decisions, events, outbox, read_utc, runs, timers
 from policies.schema import Lane, parse_schedule
@@ -115,14 +123,28 @@ class SlaClock:
                 coalesce=True,
                 misfire_grace_time=3600,
             )
+        weekly = self.schedule_trigger("weekly")
+        if weekly is not None:
+            self.scheduler.add_job(
+                self._scheduled_weekly,
+                weekly,
+                id="weekly-summary",
+                coalesce=True,
+                misfire_grace_time=6 * 3600,
+            )
         self.scheduler.start()
 
     def digest_trigger(self) -> CronTrigger | None:
         """When the policy's `summaries.daily` asks for the digest of waiting cases."""
+        return self.schedule_trigger("daily")
+
+    def schedule_trigger(self, which: str) -> CronTrigger | None:
+        """The cron trigger of `summaries.daily` or `summaries.weekly`, if set."""
         summaries = self.policy.policy.summaries
-        if summaries is None or summaries.daily is None:
+        schedule = getattr(summaries, which, None) if summaries is not None else None
+        if schedule is None:
             return None
-        days, hour, minute, zone = parse_schedule(summaries.daily)
+        days, hour, minute, zone = parse_schedule(schedule)
         return CronTrigger(
             day_of_week=None if days == "*" else days,
             hour=hour,
@@ -136,6 +158,49 @@ class SlaClock:
                 self.on_commit()
         except Exception:
             log.exception("the daily digest failed")
+
+    async def _scheduled_weekly(self) -> None:
+        try:
+            if await self.weekly_summary():
+                self.on_commit()
+        except Exception:
+            log.exception("the weekly summary failed")
+
+    async def weekly_summary(self) -> bool:
+        """Post the last complete week's report, with its charts, to the managers'
+        channels, once per week across all replicas (the week's run key). The report,
+        the charts and the deliveries are one transaction: a crash leaves the key free."""
+        return await self.store.run_write(self._weekly_now)
+
+    def _weekly_now(self, conn: Connection) -> bool:
+        import base64
+
+        from bot.analytics import render
+        from bot.analytics.report import Week, build, schedule_zone
+
+        summaries = self.policy.policy.summaries
+        if summaries is None:
+            return False
+        now = self.clock.now()
+        week = Week.last_complete(now, schedule_zone(self.policy))
+        if not take_run(conn, f"weekly:{week.label}", now):
+            return False
+        report = build(conn, self.policy, week, now)
+        images = [
+            {"name": name, "png": base64.b64encode(data).decode()}
+            for name, data in render.charts(report)
+        ]
+        payload = {
+            "title": f"Signoff weekly summary {week.label}",
+            "text": render.summary_text(report),
+            "images": images,
+        }
+        places = targets(summaries.channels, set(self.platforms()), "summaries")
+        conn.execute(
+            outbox.insert(),
+            [{**delivery_row("", "summary", t, payload, now), "case_id": None} for t in places],
+        )
+        return True
 
     async def digest(self) -> bool:
         """Post the digest of cases waiting for a person to the managers' channels, once
@@ -357,6 +422,7 @@ class SlaClock:
             "overrode_ai": action != case["recommended_action"],
             "policy_version": self.policy.version,
             "at": now,
+            **decision_facts(case),
         }
         conn.execute(decisions.insert(), [{"case_id": case["id"], **decision}])
         old = self._places(conn, case["id"])

@@ -28,6 +28,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from bot.analytics.report import Week
+from bot.rows import decision_facts
 from bot.store.tables import cases, decisions
 
 WEEK = Week.parse("2026-W47")
@@ -92,11 +93,11 @@ def _case_row(
 
 
 def _decision_row(
-    case_id: str, made: Made, at: datetime, *, final: bool = True, action: str | None = None
+    case: dict[str, Any], made: Made, at: datetime, *, final: bool = True, action: str | None = None
 ) -> dict[str, Any]:
     chosen = action or ("reject" if made.overrode else "approve")
-    return {
-        "case_id": case_id,
+    return decision_facts(case) | {
+        "case_id": case["id"],
         "action": chosen,
         "reason_code": made.code or ("policy_violation" if chosen == "reject" else "policy_match"),
         "reason": "Checked the receipt." if chosen == "reject" else None,
@@ -121,7 +122,7 @@ def seed(conn: Connection, week: Week = WEEK) -> None:
         case_id = f"w{n:06d}"
         status = "rejected" if made.overrode else "approved"
         case_rows.append(_case_row(case_id, made, at, status=status, decided=decided))
-        decision_rows.append(_decision_row(case_id, made, decided))
+        decision_rows.append(_decision_row(case_rows[-1], made, decided))
     for n in range(10):  # quorum cases: two votes each, two of them split
         made = Made("incident", "slack:ops1", False, 0.95, lane="stop_the_line")
         at = start + timedelta(minutes=7 * n)
@@ -129,11 +130,11 @@ def seed(conn: Connection, week: Week = WEEK) -> None:
         decided = at + timedelta(minutes=5)
         case_rows.append(_case_row(case_id, made, at, status="approved", decided=decided))
         decision_rows.append(
-            _decision_row(case_id, made, decided - timedelta(minutes=1), final=False)
+            _decision_row(case_rows[-1], made, decided - timedelta(minutes=1), final=False)
         )
         second = Made("incident", "slack:ops2", n < 2, 0.95, lane="stop_the_line")
         decision_rows.append(
-            _decision_row(case_id, second, decided, action="reject" if n < 2 else "approve")
+            _decision_row(case_rows[-1], second, decided, action="reject" if n < 2 else "approve")
         )
     for n in range(400):
         made = Made("expense", "auto", False, 0.97, lane="auto")
@@ -147,7 +148,7 @@ def seed(conn: Connection, week: Week = WEEK) -> None:
         case_id = f"p{n:06d}"
         status = "rejected" if made.overrode else "approved"
         case_rows.append(_case_row(case_id, made, at, status=status, decided=decided))
-        decision_rows.append(_decision_row(case_id, made, decided))
+        decision_rows.append(_decision_row(case_rows[-1], made, decided))
     conn.execute(insert(cases), case_rows)
     conn.execute(insert(decisions), decision_rows)
 

@@ -7,7 +7,13 @@ It also speaks Socket Mode: `apps.connections.open` (with an `xapp-` app-level t
 hands out a `ws://` URL on the same server, whose WebSocket greets the client with
 `hello` as Slack does; `socket_send` delivers an envelope and waits for the client's
 ack, `socket_disconnect` asks it to reconnect, and the server closes its sockets
-(1001, going away) before it stops."""
+(1001, going away) before it stops.
+
+Files go up as slack_sdk's `files_upload_v2` sends them: `files.getUploadURLExternal`
+hands out an upload URL on this server (`/upload/<file_id>`, not a Web API method;
+recorded as the call `upload`, and `fail("upload")` works on it), the bytes are POSTed
+there, and `files.completeUploadExternal` shares them in a channel, recorded in
+`files` as `SlackFile`s."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -69,6 +77,30 @@ class Message:
 
 
 @dataclass
+class Upload:
+    """A file between `files.getUploadURLExternal` and its completion."""
+
+    file_id: str
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    data: bytes | None = None  # None until POSTed to the upload URL
+
+
+@dataclass
+class SlackFile:
+    """A file shared in a channel by `files.completeUploadExternal`."""
+
+    file_id: str
+    filename: str
+    title: str
+    channel: str
+    data: bytes
+    initial_comment: str | None = None
+    thread_ts: str | None = None
+
+
+@dataclass
 class Failure:
     status: int
     times: int
@@ -106,6 +138,9 @@ class SlackApi:
     violations: list[str] = field(default_factory=list)
     messages: defaultdict[str, list[Message]] = field(default_factory=lambda: defaultdict(list))
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: dict[str, Upload] = field(default_factory=dict)  # file id -> started upload
+    files: list[SlackFile] = field(default_factory=list)  # completed, in order
+    file_count: int = 0
     on_call: list[Callable[[Call], None]] = field(default_factory=list)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     down: bool = False
@@ -232,6 +267,9 @@ class SlackApi:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path: str = scope["path"]
+        if path.startswith("/upload/"):
+            await self.upload(path.removeprefix("/upload/"), headers, raw, send)
+            return
         if not path.startswith("/api/"):
             await respond(send, 404, b"not found", "text/plain")
             return
@@ -240,19 +278,43 @@ class SlackApi:
         )
         if self.delay:
             await asyncio.sleep(self.delay)
-        failure = self.injected(call.method)
-        if failure is not None:
-            call.status = failure.status
-            self.rejected.append(call)
-            if failure.status == 429:
-                extra = [(b"retry-after", str(failure.retry_after).encode())]
-                await respond(send, 429, b'{"ok":false,"error":"ratelimited"}', extra=extra)
-            else:
-                await respond(send, failure.status, b"upstream error", "text/html")
-        else:
+        if not await self.refused(call, send):
             call.response = self.answer(call)
             self.calls.append(call)
             await respond(send, 200, json.dumps(call.response).encode())
+        for hook in self.on_call:
+            hook(call)
+
+    async def refused(self, call: Call, send: Send) -> bool:
+        """Answer with an injected failure, if one is due for this call."""
+        failure = self.injected(call.method)
+        if failure is None:
+            return False
+        call.status = failure.status
+        self.rejected.append(call)
+        if failure.status == 429:
+            extra = [(b"retry-after", str(failure.retry_after).encode())]
+            await respond(send, 429, b'{"ok":false,"error":"ratelimited"}', extra=extra)
+        else:
+            await respond(send, failure.status, b"upstream error", "text/html")
+        return True
+
+    async def upload(self, file_id: str, headers: dict[str, str], raw: bytes, send: Send) -> None:
+        """The upload URL: the file's bytes, raw or as a multipart form's one file part.
+        Answered as files.slack.com answers, in plain text."""
+        data = uploaded(headers, raw)
+        call = Call(UPLOAD, {"file_id": file_id, "length": len(data)}, headers, time.monotonic())
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if not await self.refused(call, send):
+            found = self.uploads.get(file_id)
+            if found is None or found.data is not None:
+                call.status = 404
+                await respond(send, 404, b"not found", "text/plain")
+            else:
+                found.data = data
+                await respond(send, 200, f"OK - {len(data)}".encode(), "text/plain")
+            self.calls.append(call)
         for hook in self.on_call:
             hook(call)
 
@@ -450,8 +512,70 @@ class SlackApi:
             return {"ok": False, "error": "users_list_not_supplied"}
         return {"ok": True, "channel": {"id": ("D" if len(users) == 1 else "G") + "".join(users)}}
 
+    def do_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        filename, length = p.get("filename"), str(p.get("length", ""))
+        if not filename or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        self.file_count += 1
+        file_id = f"F{self.file_count:010d}"
+        self.uploads[file_id] = Upload(file_id, filename, int(length), p.get("alt_txt"))
+        base = self.url.removesuffix("/").removesuffix("/api")
+        return {"ok": True, "upload_url": f"{base}/upload/{file_id}", "file_id": file_id}
+
+    def do_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        wanted = p.get("files")
+        if isinstance(wanted, str):
+            try:
+                wanted = json.loads(wanted)
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}
+        if (
+            not isinstance(wanted, list)
+            or not wanted
+            or not all(isinstance(f, dict) and isinstance(f.get("id"), str) for f in wanted)
+        ):
+            return {"ok": False, "error": "invalid_arguments"}
+        checked: list[tuple[dict[str, Any], Upload, bytes]] = []
+        for item in wanted:
+            upload = self.uploads.get(item["id"])
+            if upload is None or upload.data is None or len(upload.data) != upload.length:
+                return {"ok": False, "error": "invalid_arguments"}
+            checked.append((item, upload, upload.data))
+        channel = p.get("channel_id") or None
+        done: list[dict[str, Any]] = []
+        for item, upload, data in checked:
+            del self.uploads[upload.file_id]
+            title = str(item.get("title") or upload.filename)
+            if channel:
+                shared = SlackFile(upload.file_id, upload.filename, title, channel, data)
+                shared.initial_comment = p.get("initial_comment") or None
+                shared.thread_ts = p.get("thread_ts") or None
+                self.files.append(shared)
+            done.append({"id": upload.file_id, "title": title, "name": upload.filename})
+        return {"ok": True, "files": done}
+
+    def files_in(self, channel: str) -> list[SlackFile]:
+        return [f for f in self.files if f.channel == channel]
+
 
 SHAPE_ERRORS = {"invalid_arguments", "channel_not_found", "no_text", "invalid_blocks_format"}
+UPLOAD = "upload"  # the recorded method of a POST to an upload URL
+
+
+def uploaded(headers: dict[str, str], raw: bytes) -> bytes:
+    """The bytes of an upload: the body, or the file part of a multipart form."""
+    kind = headers.get("content-type", "")
+    if not kind.startswith("multipart/form-data"):
+        return raw
+    form = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {kind}\r\n\r\n".encode() + raw)
+    for part in form.iter_parts():
+        if (
+            part.get_filename() is not None
+            or part.get_param("name", header="content-disposition") == "file"
+        ):
+            data = part.get_payload(decode=True)
+            return data if isinstance(data, bytes) else b""
+    return b""
 
 
 def decode(scope: MutableMapping[str, Any], headers: dict[str, str], raw: bytes) -> dict[str, Any]:

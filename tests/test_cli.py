@@ -711,6 +711,7 @@ def test_slack_manifest_fills_in_the_interactivity_url_and_the_scopes() -> None:
         "users:read",
         "users:read.email",
         "usergroups:read",
+        "files:write",
     ]
     socket = json.loads(invoke(["slack", "manifest", "--socket-mode", "--format", "json"]).stdout)
     assert socket["settings"]["socket_mode_enabled"] is True

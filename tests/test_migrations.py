@@ -27,14 +27,58 @@ async def test_0002_adds_claims_and_runs_to_a_database_with_cases(database_url: 
                 ),
                 {"now": now},
             )
-        assert await db.revision_state(engine) == ("0001", "0002")
-        await db.upgrade(engine)
-        assert await db.revision_state(engine) == ("0002", "0002")
+        assert await db.revision_state(engine) == ("0001", "0003")
+        await db.upgrade(engine, "0002")
+        assert await db.revision_state(engine) == ("0002", "0003")
         async with engine.connect() as conn:
             row = (await conn.execute(text("SELECT id, claimed_by, claimed_at FROM cases"))).one()
             tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
         assert tuple(row) == ("c1", None, None)
         assert "runs" in tables
+    finally:
+        await engine.dispose()
+
+
+async def test_0003_copies_each_cases_dimensions_onto_its_decisions(database_url: str) -> None:
+    engine = db.create_engine(database_url)
+    try:
+        await db.upgrade(engine, "0002")
+        made = datetime(2026, 11, 30, 9, 0, tzinfo=UTC).replace(tzinfo=None)
+        due = datetime(2026, 11, 30, 13, 0, tzinfo=UTC).replace(tzinfo=None)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO cases (id, source, kind, title, status, lane, rule,"
+                    " policy_version, recommended_action, confidence, audit_sampled,"
+                    " blind_review, due_at, created_at, updated_at, version, request_hash,"
+                    " submit_response, body) VALUES ('c1', 'default', 'refund', 't',"
+                    " 'approved', 'review', 'rule 1', 'v', 'approve', 0.82, false, true,"
+                    " :due, :made, :made, 1, 'h', '{}', '{}')"
+                ),
+                {"made": made, "due": due},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO decisions (case_id, action, reviewer, decided_by, final,"
+                    " overrode_ai, policy_version, at) VALUES ('c1', 'approve', 'slack:U1',"
+                    " 'human', true, false, 'v', :made)"
+                ),
+                {"made": made},
+            )
+        await db.upgrade(engine)
+        assert await db.revision_state(engine) == ("0003", "0003")
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT kind, lane, confidence, blind_review, case_created_at, due_at"
+                        " FROM decisions"
+                    )
+                )
+            ).one()
+        assert tuple(row)[:4] == ("refund", "review", 0.82, True)
+        assert str(row[4]).startswith("2026-11-30 09:00:00")
+        assert str(row[5]).startswith("2026-11-30 13:00:00")
     finally:
         await engine.dispose()
 

@@ -4,6 +4,7 @@ known by construction, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -148,3 +149,162 @@ def test_the_two_proportion_test() -> None:
     assert two_proportion_p(27, 60, 40, 500) < 1e-6
     assert two_proportion_p(0, 0, 5, 10) == 1.0
     assert 0.01 < two_proportion_p(15, 100, 8, 100) < 0.2
+
+
+REPORTS_TOKEN = "test-reports-token"
+
+
+async def test_the_report_api_needs_its_own_token_and_answers_json(
+    make_runtime: MakeRuntime, sqlite_url: str
+) -> None:
+    import httpx
+
+    from tests.conftest import http_server
+
+    rt = await make_runtime(sqlite_url, workers=False, reports_token=REPORTS_TOKEN)
+    await rt.store.run_write(seed)
+    bearer = {"Authorization": f"Bearer {REPORTS_TOKEN}"}
+    async with http_server(rt) as base, httpx.AsyncClient(base_url=base) as client:
+        weekly = await client.get("/v1/reports/weekly", params={"week": "2026-W47"}, headers=bearer)
+        assert weekly.status_code == 200, weekly.text
+        body = weekly.json()
+        assert body["week"] == "2026-W47"
+        assert body["automatic"] == 400
+        assert {f["code"] for f in body["flags"]} >= {"reviewer_outlier", "ai_adds_little"}
+        assert len(body["trend"]) == 8
+        assert body["trend"][-1]["week"] == "2026-W47"
+        overrides = await client.get(
+            "/v1/reports/overrides", params={"week": "2026-W47"}, headers=bearer
+        )
+        assert overrides.status_code == 200
+        assert "queue" not in overrides.json()
+        assert overrides.json()["override_by_kind"][0]["key"] == "expense"
+
+        for headers, status, message in (
+            ({}, 401, "send SIGNOFF_REPORTS_TOKEN as `Authorization: Bearer <token>`"),
+            ({"Authorization": "Bearer wrong"}, 401, "SIGNOFF_REPORTS_TOKEN"),
+        ):
+            refused = await client.get("/v1/reports/weekly", headers=headers)
+            assert refused.status_code == status
+            assert message in refused.json()["message"]
+        bad = await client.get("/v1/reports/weekly", params={"week": "W47"}, headers=bearer)
+        assert bad.status_code == 422
+        assert "'W47' is not an ISO week: write e.g. 2026-W47" in bad.json()["message"]
+
+
+async def test_reports_are_off_without_a_token(make_runtime: MakeRuntime, sqlite_url: str) -> None:
+    import httpx
+
+    from tests.conftest import http_server
+
+    rt = await make_runtime(sqlite_url, workers=False)
+    async with http_server(rt) as base, httpx.AsyncClient(base_url=base) as client:
+        refused = await client.get("/v1/reports/overrides", headers={"Authorization": "Bearer x"})
+    assert refused.status_code == 403
+    assert refused.json()["message"] == (
+        "reports are off: set SIGNOFF_REPORTS_TOKEN and send it as a bearer token"
+    )
+
+
+def _seeded_file(tmp_path: Any) -> str:
+    """A SQLite database with the schema and the designed history (for the CLI)."""
+    from sqlalchemy import create_engine
+
+    from tests.test_cli import invoke
+
+    url = f"sqlite:///{tmp_path / 'report.db'}"
+    upgraded = invoke(["db", "upgrade"], SIGNOFF_DATABASE_URL=url)
+    assert upgraded.exit_code == 0, upgraded.output
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        seed(conn)
+    engine.dispose()
+    return url
+
+
+def test_signoff_report_weekly_as_json_table_and_html(tmp_path: Any) -> None:
+    import json
+
+    from tests.test_cli import invoke
+
+    url = _seeded_file(tmp_path)
+    as_json = invoke(
+        ["report", "weekly", "--week", "2026-W47", "--format", "json"], SIGNOFF_DATABASE_URL=url
+    )
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert (data["week"], data["automatic"], data["human_decisions"]) == ("2026-W47", 400, 660)
+    table = invoke(
+        ["report", "weekly", "--week", "2026-W47"], SIGNOFF_DATABASE_URL=url, COLUMNS="200"
+    )
+    assert table.exit_code == 0
+    assert "Override rate by kind" in table.stdout
+    assert "reviewer_outlier" in table.stdout
+    page = tmp_path / "week.html"
+    written = invoke(
+        ["report", "weekly", "--week", "2026-W47", "--format", "html", "--output", str(page)],
+        SIGNOFF_DATABASE_URL=url,
+    )
+    assert written.exit_code == 0, written.output
+    assert written.stderr.strip() == f"wrote the 2026-W47 report to {page}"
+    text = page.read_text()
+    assert text.startswith("<!doctype html>")
+    assert text.count('src="data:image/png;base64,') == 2
+    assert "<script" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--week", "47"], "'47' is not an ISO week: write e.g. 2026-W47"),
+        (["--format", "pdf"], "Invalid value for '--format'"),
+        (["--output", "/nonexistent-dir/x.html", "--format", "html"], "cannot write"),
+    ],
+)
+def test_signoff_report_weekly_says_what_is_wrong(
+    tmp_path: Any, args: list[str], message: str
+) -> None:
+    from tests.test_cli import invoke
+
+    url = _seeded_file(tmp_path)
+    result = invoke(["report", "weekly", *args], SIGNOFF_DATABASE_URL=url)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_signoff_report_weekly_on_a_database_not_upgraded(tmp_path: Any) -> None:
+    from tests.test_cli import invoke
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = invoke(["report", "weekly"], SIGNOFF_DATABASE_URL=url)
+    assert result.exit_code == 2
+    assert "is at revision none" in result.stderr
+    assert "run `signoff db upgrade`" in result.stderr
+
+
+async def test_the_weekly_job_posts_the_summary_with_its_charts_once(sqlite_url: str) -> None:
+    """The cron job's work, run by hand at Monday 09:30 in Berlin: the last complete week
+    (W47) goes to the managers' Discord channel as a message with two PNG charts, once."""
+    from bot.clock import FrozenClock
+    from tests.discord_harness import CHANNELS, discord_world
+
+    clock = FrozenClock(datetime(2026, 11, 23, 8, 30, tzinfo=UTC))
+    async with discord_world(sqlite_url, clock=clock) as world:
+        await world.runtime.store.run_write(seed)
+        assert await world.runtime.sla.weekly_summary() is True
+        assert await world.runtime.sla.weekly_summary() is False  # the week's key is taken
+        world.runtime.outbox.wake()
+        await world.discord.wait_for(lambda d: d.messages[CHANNELS["managers"]])
+        posted = world.discord.messages[CHANNELS["managers"]][0]
+        assert posted.embeds[0]["title"] == "Signoff weekly summary 2026-W47"
+        text = posted.embeds[0]["description"]
+        assert "Human decisions\\: 660" in text  # escaped for Discord markdown
+        assert "What to look at" in text
+        assert "slack\\:frank" in text  # the outlier, escaped for Discord
+        names = sorted(a.filename for a in posted.attachments)
+        assert names == ["overrides-2026-W47.png", "trend-2026-W47.png"]
+        for attachment in posted.attachments:
+            assert attachment.data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert posted.mention_everyone is False
+        assert world.discord.violations == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.blockkit import check_message, check_view
@@ -302,3 +302,121 @@ async def test_wait_for_reports_what_arrived(api: SlackApi, client: AsyncWebClie
     await api.wait_for(lambda a: len(a.calls) == 1)
     with pytest.raises(AssertionError, match=r"calls: \[auth.test:True\]"):
         await api.wait_for(lambda a: a.messages["C1"], timeout=0.05)
+
+
+async def test_files_upload_v2_shares_the_files_in_the_channel(
+    api: SlackApi, client: AsyncWebClient
+) -> None:
+    chart, notes = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, b"plain\r\nnotes"
+    done = await client.files_upload_v2(
+        file_uploads=[
+            {"filename": "chart.png", "content": chart, "title": "Overrides"},
+            {"filename": "notes.txt", "content": notes},
+        ],
+        channel="C0MANAGERS",
+        initial_comment="This week",
+    )
+    assert done["ok"]
+    assert [f["title"] for f in done["files"]] == ["Overrides", "notes.txt"]
+    assert [(f.filename, f.title, f.channel, f.data) for f in api.files] == [
+        ("chart.png", "Overrides", "C0MANAGERS", chart),
+        ("notes.txt", "notes.txt", "C0MANAGERS", notes),
+    ]
+    assert api.files[0].initial_comment == "This week"
+    assert api.files_in("C0MANAGERS") == api.files
+    assert [c.method for c in api.calls] == [
+        "files.getUploadURLExternal",
+        "files.getUploadURLExternal",
+        "upload",
+        "upload",
+        "files.completeUploadExternal",
+    ]
+    asked = api.of("files.getUploadURLExternal")[0]
+    assert (asked.params["filename"], asked.params["length"]) == ("chart.png", str(len(chart)))
+    assert asked.response is not None
+    assert asked.response["upload_url"] == api.url.removesuffix("api/") + "upload/F0000000001"
+    assert [c.params for c in api.of("upload")] == [
+        {"file_id": "F0000000001", "length": len(chart)},
+        {"file_id": "F0000000002", "length": len(notes)},
+    ]
+    assert "authorization" not in api.of("upload")[0].headers  # the URL is the credential
+    assert api.uploads == {}
+    assert api.violations == []
+
+
+async def test_a_multipart_upload_is_read_as_the_file_part(api: SlackApi) -> None:
+    headers = {"Authorization": "Bearer xoxb-test"}
+    data = b"\x00\x01binary\r\n--not-a-boundary\r\n\xff"
+    async with aiohttp.ClientSession() as session:
+        form = {"filename": "raw.bin", "length": str(len(data))}
+        async with session.post(
+            api.url + "files.getUploadURLExternal", data=form, headers=headers
+        ) as r:
+            started = await r.json()
+        multipart = aiohttp.FormData()
+        multipart.add_field("filename", "raw.bin")
+        multipart.add_field("file", data, filename="raw.bin")
+        async with session.post(started["upload_url"], data=multipart) as r:
+            assert r.status == 200
+            assert r.content_type == "text/plain"
+            assert await r.text() == f"OK - {len(data)}"
+        async with session.post(started["upload_url"], data=data) as again:
+            assert again.status == 404  # an upload URL takes one upload
+    client = AsyncWebClient(token="xoxb-test", base_url=api.url, retry_handlers=[])
+    await client.files_completeUploadExternal(
+        files=[{"id": started["file_id"], "title": "Raw"}], channel_id="C1"
+    )
+    assert [(f.title, f.data) for f in api.files_in("C1")] == [("Raw", data)]
+
+
+async def test_a_completion_needs_every_file_uploaded_in_full(
+    api: SlackApi, client: AsyncWebClient
+) -> None:
+    started = await client.files_getUploadURLExternal(filename="a.png", length=10)
+    with pytest.raises(SlackApiError) as unknown:
+        await client.files_completeUploadExternal(files=[{"id": "F404"}], channel_id="C1")
+    assert unknown.value.response["error"] == "invalid_arguments"
+    with pytest.raises(SlackApiError) as not_uploaded:
+        await client.files_completeUploadExternal(
+            files=[{"id": started["file_id"]}], channel_id="C1"
+        )
+    assert not_uploaded.value.response["error"] == "invalid_arguments"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(started["upload_url"], data=b"short") as r,
+    ):
+        assert await r.text() == "OK - 5"  # the upload URL does not check the length
+    with pytest.raises(SlackApiError) as short:
+        await client.files_completeUploadExternal(
+            files=[{"id": started["file_id"]}], channel_id="C1"
+        )
+    assert short.value.response["error"] == "invalid_arguments"
+    with pytest.raises(SlackApiError) as no_name:
+        await client.api_call("files.getUploadURLExternal", params={"length": 3})
+    assert no_name.value.response["error"] == "invalid_arguments"
+    assert api.files == []
+    assert len(api.violations) == 4
+
+
+async def test_file_uploads_fail_on_demand(api: SlackApi, client: AsyncWebClient) -> None:
+    api.fail("files.getUploadURLExternal", status=429, retry_after=3)
+    with pytest.raises(SlackApiError) as limited:
+        await client.files_upload_v2(filename="a.png", content=b"abc", channel="C1")
+    assert limited.value.response.status_code == 429
+    assert limited.value.response.headers["Retry-After"] == "3"
+    api.fail("upload", status=503)
+    with pytest.raises(SlackClientError, match=r"status: 503"):
+        await client.files_upload_v2(filename="a.png", content=b"abc", channel="C1")
+    api.fail("files.completeUploadExternal", status=500)
+    with pytest.raises(SlackApiError) as broken:
+        await client.files_upload_v2(filename="a.png", content=b"abc", channel="C1")
+    assert broken.value.response.status_code == 500
+    assert [(c.method, c.status) for c in api.rejected] == [
+        ("files.getUploadURLExternal", 429),
+        ("upload", 503),
+        ("files.completeUploadExternal", 500),
+    ]
+    assert api.files == []
+    done = await client.files_upload_v2(filename="a.png", content=b"abc", channel="C1")
+    assert done["file"]["title"] == "a.png"
+    assert [f.data for f in api.files_in("C1")] == [b"abc"]

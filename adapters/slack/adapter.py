@@ -5,10 +5,15 @@ to try again: a 429 says when (`Retry-After`), a 5xx or a dropped connection is 
 again with backoff, and a refusal that retrying cannot mend (our blocks refused, the
 message gone) is permanent. `not_in_channel` is *not* permanent: inviting the bot
 mends it, and the card is then delivered.
+
+A summary's charts go up with `files_upload_v2` (`files:write`), after its text. When
+the text went out but the upload failed, the outbox's next try uploads the charts
+without posting the text again (remembered by this process).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,6 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import escape, fit, render_card
+from adapters.text import plain
 from bot.protocols import CardView, DeliveryFailed, MessageRef, Summary
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ PERMANENT = frozenset(
     }
 )
 THREAD_TEXT = 3500
+SUMMARY_TEXT = 39_000
+ALT_TEXT = 1000  # characters of a file's alt text
 SPECIAL = {"here": "<!here>", "@here": "<!here>", "channel": "<!channel>", "@channel": "<!channel>"}
 
 
@@ -74,6 +82,13 @@ def delivery_error(exc: Exception, method: str) -> DeliveryFailed:
     return DeliveryFailed(f"Slack {method}: {type(exc).__name__}: {exc}")
 
 
+def summary_digest(summary: Summary) -> str:
+    digest = hashlib.sha256()
+    for name, data in summary.images:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
 class TtlCache:
     """A small time-bounded cache for lookups (group members, profiles)."""
 
@@ -102,6 +117,8 @@ class SlackAdapter:
         self.client = client
         self._members = TtlCache(cache_ttl)
         self._profiles = TtlCache(cache_ttl)
+        # summaries whose text was posted but whose charts were not: key -> channel ID
+        self._summaries_half_done: dict[tuple[str, str, str], str] = {}
 
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         """Call a Web API method through its typed client function (which encodes it as
@@ -181,8 +198,32 @@ class SlackAdapter:
         return [target]
 
     async def post_summary(self, channel: str, summary: Summary) -> None:
-        text, _ = fit(f"{summary.title}\n{summary.text}", 39_000)
-        await self._call("chat.postMessage", channel=channel, text=text)
+        """The text as a message, then each image uploaded as a file in the channel."""
+        text, _ = fit(f"{summary.title}\n{summary.text}", SUMMARY_TEXT)
+        key = (channel, text, summary_digest(summary))
+        channel_id = self._summaries_half_done.get(key)
+        if channel_id is None:
+            posted = await self._call("chat.postMessage", channel=channel, text=text)
+            channel_id = str(posted.get("channel") or channel)  # an ID even if given a name
+        if not summary.images:
+            return
+        if len(self._summaries_half_done) > 1000:
+            self._summaries_half_done.clear()
+        self._summaries_half_done[key] = channel_id
+        uploads = [
+            {
+                "filename": name,
+                "content": data,
+                "title": name,
+                "alt_txt": plain(f"{summary.title}: {name}", ALT_TEXT),  # not mrkdwn
+            }
+            for name, data in summary.images
+        ]
+        try:
+            await self.client.files_upload_v2(file_uploads=uploads, channel=channel_id)
+        except (TimeoutError, SlackClientError, aiohttp.ClientError) as exc:
+            raise delivery_error(exc, "files_upload_v2") from exc
+        self._summaries_half_done.pop(key, None)
 
     async def _group(self, group: str) -> set[str]:
         async def load() -> set[str]:

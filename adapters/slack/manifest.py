@@ -7,6 +7,7 @@
 | `users:read` | `users.info`, to tell who clicked |
 | `users:read.email` | the clicker's e-mail, to refuse approving one's own request |
 | `usergroups:read` | `usergroups.users.list`, for approver and on-call groups |
+| `files:write` | charts in the weekly summary (`files_upload_v2`) |
 
 `views.open` and `chat.getPermalink` need no scope of their own.
 """
@@ -16,7 +17,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-BOT_SCOPES = ["chat:write", "im:write", "users:read", "users:read.email", "usergroups:read"]
+BOT_SCOPES = [
+    "chat:write",
+    "im:write",
+    "users:read",
+    "users:read.email",
+    "usergroups:read",
+    "files:write",
+]
 EVENTS_PATH = "/slack/events"
 
 

@@ -22,7 +22,7 @@ The week is an ISO week (Monday to Monday) in the time zone of the policy's
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from statistics import NormalDist
@@ -31,9 +31,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.policy import LoadedPolicy
 from bot.store.tables import cases, decisions, read_utc
+from policies.schema import parse_schedule
 
 HEALTHY = (0.05, 0.20)
 RUBBER_STAMP = 0.03
@@ -130,7 +132,7 @@ class Report:
     previous_rate: float | None = None
     median_seconds: float | None = None
     p90_seconds: float | None = None
-    reviewer_median_seconds: dict[str, float] = field(default_factory=dict)
+    reviewer_median_seconds: dict[str, float] = field(default_factory=dict)  # the fast ones
     sla_due: int = 0
     sla_met: int = 0
     previous_sla: float | None = None
@@ -144,6 +146,7 @@ class Report:
     current_threshold: float | None = None
     flags: list[Flag] = field(default_factory=list)
     reviewer_kinds: list[tuple[str, Rate]] = field(default_factory=list)  # per reviewer, kind
+    trend: list[dict[str, Any]] = field(default_factory=list)  # the last 8 weeks, oldest first
 
     @property
     def automation_rate(self) -> float | None:
@@ -179,7 +182,7 @@ class Report:
             "override_by_confidence": [r.as_dict() for r in self.override_by_bucket],
             "override_by_kind_previous_week": [r.as_dict() for r in self.previous_by_kind],
             "time_to_decision_seconds": {"median": self.median_seconds, "p90": self.p90_seconds},
-            "reviewer_median_seconds": self.reviewer_median_seconds,
+            "fast_reviewers_median_seconds": self.reviewer_median_seconds,
             "sla": {
                 "due": self.sla_due,
                 "met": self.sla_met,
@@ -195,7 +198,31 @@ class Report:
                 "suggested_threshold": self.suggested_threshold,
                 "current_threshold": self.current_threshold,
             },
+            "trend": self.trend,
             "flags": [asdict(f) for f in self.flags],
+        }
+
+    def overrides_dict(self) -> dict[str, Any]:
+        """Only the override analysis (`GET /v1/reports/overrides`)."""
+        full = self.as_dict()
+        keep = (
+            "week",
+            "start",
+            "end",
+            "human_decisions",
+            "overrides",
+            "override_rate",
+            "override_rate_previous_week",
+            "override_by_kind",
+            "override_by_lane",
+            "override_by_reviewer",
+            "override_by_confidence",
+            "override_by_kind_previous_week",
+            "calibration",
+            "trend",
+        )
+        return {key: full[key] for key in keep} | {
+            "flags": [f for f in full["flags"] if f["code"] != "sla_slipping"]
         }
 
 
@@ -212,7 +239,9 @@ def _seconds(conn: Connection, later: Any, earlier: Any) -> ColumnElement[Any]:
 def _bucket() -> ColumnElement[int]:
     """The confidence's tenth (0 for [0, 0.1) ... 9 for [0.9, 1]), without `floor`
     (which SQLite may lack) or a cast (which rounds on PostgreSQL)."""
-    return case(*((cases.c.confidence < (i + 1) / BUCKETS, i) for i in range(BUCKETS - 1)), else_=9)
+    return case(
+        *((decisions.c.confidence < (i + 1) / BUCKETS, i) for i in range(BUCKETS - 1)), else_=9
+    )
 
 
 def _human_in(week: Week) -> ColumnElement[bool]:
@@ -222,12 +251,53 @@ def _human_in(week: Week) -> ColumnElement[bool]:
 def _rates(conn: Connection, key: Any, week: Week) -> list[Rate]:
     query: Select[Any] = (
         select(key, func.count(), func.sum(case((decisions.c.overrode_ai, 1), else_=0)))
-        .select_from(decisions.join(cases, cases.c.id == decisions.c.case_id))
-        .where(_human_in(week))
+                .where(_human_in(week))
         .group_by(key)
         .order_by(key)
     )
     return [Rate(str(k), int(n), int(o or 0)) for k, n, o in conn.execute(query)]
+
+
+Group = tuple[str, str, str, int, bool]  # kind, lane, reviewer, confidence bucket, blind
+
+
+def _groups(conn: Connection, week: Week) -> dict[Group, tuple[int, int]]:
+    """The week's human decisions and overrides by kind, lane, reviewer, confidence
+    bucket and blindness: one grouped query, rolled up in Python (a few thousand rows)
+    into each breakdown the report needs."""
+    bucket = _bucket()
+    query = (
+        select(
+            decisions.c.kind,
+            decisions.c.lane,
+            decisions.c.reviewer,
+            bucket,
+            decisions.c.blind_review,
+            func.count(),
+            func.sum(case((decisions.c.overrode_ai, 1), else_=0)),
+        )
+                .where(_human_in(week))
+        .group_by(
+            decisions.c.kind,
+            decisions.c.lane,
+            decisions.c.reviewer,
+            bucket,
+            decisions.c.blind_review,
+        )
+    )
+    return {
+        (str(k), str(la), str(r), int(b), bool(bl)): (int(n), int(o or 0))
+        for k, la, r, b, bl, n, o in conn.execute(query)
+    }
+
+
+def _rollup(groups: Mapping[Group, tuple[int, int]], key: Callable[[Group], str]) -> list[Rate]:
+    totals: dict[str, list[int]] = {}
+    for group, (n, o) in groups.items():
+        found = totals.setdefault(key(group), [0, 0])
+        found[0] += n
+        found[1] += o
+    return [Rate(k, n, o) for k, (n, o) in sorted(totals.items())]
 
 
 def _percentiles(conn: Connection, seconds: Any, where: Any, count: int) -> list[float | None]:
@@ -236,8 +306,7 @@ def _percentiles(conn: Connection, seconds: Any, where: Any, count: int) -> list
         return [None, None]
     base = (
         select(seconds.label("s"))
-        .select_from(decisions.join(cases, cases.c.id == decisions.c.case_id))
-        .where(where)
+                .where(where)
     )
     if conn.dialect.name == "postgresql":
         row = conn.execute(
@@ -245,8 +314,7 @@ def _percentiles(conn: Connection, seconds: Any, where: Any, count: int) -> list
                 func.percentile_disc(0.5).within_group(seconds),
                 func.percentile_disc(0.9).within_group(seconds),
             )
-            .select_from(decisions.join(cases, cases.c.id == decisions.c.case_id))
-            .where(where)
+                        .where(where)
         ).one()
         return [float(row[0]), float(row[1])]
     found: list[float | None] = []
@@ -256,6 +324,21 @@ def _percentiles(conn: Connection, seconds: Any, where: Any, count: int) -> list
         value = conn.execute(select(sub.c.s).order_by(sub.c.s).offset(rank - 1).limit(1)).scalar()
         found.append(float(value) if value is not None else None)
     return found
+
+
+def schedule_zone(policy: LoadedPolicy) -> str:
+    """The time zone weeks are counted in: the weekly summary's, else UTC."""
+    summaries = policy.policy.summaries
+    if summaries is None or summaries.weekly is None:
+        return "UTC"
+    return parse_schedule(summaries.weekly)[3]
+
+
+async def weekly(engine: AsyncEngine, policy: LoadedPolicy, week: Week, now: datetime) -> Report:
+    """Build the report on a pooled connection (on SQLite, aiosqlite's thread), so a big
+    week does not hold up the server's event loop."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: build(sync, policy, week, now))
 
 
 def build(conn: Connection, policy: LoadedPolicy, week: Week, now: datetime) -> Report:
@@ -273,42 +356,34 @@ def build(conn: Connection, policy: LoadedPolicy, week: Week, now: datetime) -> 
         else:
             report.by_lane[str(lane)] = report.by_lane.get(str(lane), 0) + int(n)
 
-    report.override_by_kind = _rates(conn, cases.c.kind, week)
-    report.override_by_lane = _rates(conn, cases.c.lane, week)
-    report.override_by_reviewer = _rates(conn, decisions.c.reviewer, week)
-    report.override_by_bucket = _rates(conn, _bucket(), week)
-    report.reviewer_kinds = [
-        (reviewer, Rate(kind, n, o))
-        for reviewer, kind, n, o in conn.execute(
-            select(
-                decisions.c.reviewer,
-                cases.c.kind,
-                func.count(),
-                func.sum(case((decisions.c.overrode_ai, 1), else_=0)),
-            )
-            .select_from(decisions.join(cases, cases.c.id == decisions.c.case_id))
-            .where(_human_in(week))
-            .group_by(decisions.c.reviewer, cases.c.kind)
-        )
-    ]
+    groups = _groups(conn, week)
+    report.override_by_kind = _rollup(groups, lambda g: g[0])
+    report.override_by_lane = _rollup(groups, lambda g: g[1])
+    report.override_by_reviewer = _rollup(groups, lambda g: g[2])
+    report.override_by_bucket = _rollup(groups, lambda g: str(g[3]))
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for (kind, _, reviewer, _, _), (n, o) in groups.items():
+        found = pairs.setdefault((reviewer, kind), [0, 0])
+        found[0] += n
+        found[1] += o
+    report.reviewer_kinds = [(r, Rate(k, n, o)) for (r, k), (n, o) in sorted(pairs.items())]
     report.human_decisions = sum(r.decisions for r in report.override_by_kind)
     report.overrides = sum(r.overrides for r in report.override_by_kind)
     previous = week.previous()
-    report.previous_by_kind = _rates(conn, cases.c.kind, previous)
+    report.previous_by_kind = _rates(conn, decisions.c.kind, previous)
     before = sum(r.decisions for r in report.previous_by_kind)
     report.previous_rate = (
         sum(r.overrides for r in report.previous_by_kind) / before if before else None
     )
 
-    seconds = _seconds(conn, decisions.c.at, cases.c.created_at)
+    seconds = _seconds(conn, decisions.c.at, decisions.c.case_created_at)
     final = and_(_human_in(week), decisions.c.final.is_(True))
     finals = conn.execute(
         select(func.count())
-        .select_from(decisions.join(cases, cases.c.id == decisions.c.case_id))
-        .where(final)
+                .where(final)
     ).scalar_one()
     report.median_seconds, report.p90_seconds = _percentiles(conn, seconds, final, int(finals))
-    report.reviewer_median_seconds = _reviewer_medians(conn, seconds, week)
+    report.reviewer_median_seconds = _fast_reviewers(conn, seconds, week)
 
     report.sla_due, report.sla_met = _sla(conn, week)
     report.previous_sla = _compliance(*_sla(conn, previous))
@@ -322,30 +397,67 @@ def build(conn: Connection, policy: LoadedPolicy, week: Week, now: datetime) -> 
             .order_by(func.count().desc())
         )
     }
-    by_blind = {r.key: r for r in _rates(conn, cases.c.blind_review, week)}
-    report.blind = _renamed(by_blind.get("True") or by_blind.get("1"), "blind")
-    report.shown = _renamed(by_blind.get("False") or by_blind.get("0"), "shown")
+    by_blind = {r.key: r for r in _rollup(groups, lambda g: "blind" if g[4] else "shown")}
+    report.blind = by_blind.get("blind", Rate("blind", 0, 0))
+    report.shown = by_blind.get("shown", Rate("shown", 0, 0))
     report.quorum_cases, report.quorum_agreed = _quorum(conn, week)
     report.current_threshold = _current_threshold(policy)
     report.suggested_threshold = suggest_threshold(report.override_by_bucket)
+    report.trend = trend(conn, week)
     report.flags = flags(report)
     return report
+
+
+def trend(conn: Connection, week: Week, weeks: int = 8) -> list[dict[str, Any]]:
+    """Volume, automation and overrides for `week` and the `weeks - 1` before it."""
+    found: list[dict[str, Any]] = []
+    current = week
+    for _ in range(weeks):
+        total, automatic = conn.execute(
+            select(
+                func.count(), func.sum(case((cases.c.status == "auto_decided", 1), else_=0))
+            ).where(cases.c.created_at >= current.start, cases.c.created_at < current.end)
+        ).one()
+        made, overrides = conn.execute(
+            select(func.count(), func.sum(case((decisions.c.overrode_ai, 1), else_=0))).where(
+                _human_in(current)
+            )
+        ).one()
+        found.append(
+            {
+                "week": current.label,
+                "cases": int(total),
+                "automatic": int(automatic or 0),
+                "decisions": int(made),
+                "overrides": int(overrides or 0),
+            }
+        )
+        current = current.previous()
+    return found[::-1]
 
 
 def _renamed(rate: Rate | None, key: str) -> Rate:
     return Rate(key, rate.decisions, rate.overrides) if rate else Rate(key, 0, 0)
 
 
-def _reviewer_medians(conn: Connection, seconds: Any, week: Week) -> dict[str, float]:
-    """Each reviewer's median time to decide, for those with enough decisions."""
+def _fast_reviewers(conn: Connection, seconds: Any, week: Week) -> dict[str, float]:
+    """The median time to decide of each reviewer who takes under FAST_SECONDS for most
+    of their decisions (at least MIN_SAMPLE): one grouped count finds them, and only
+    their medians are computed."""
     found: dict[str, float] = {}
     counts = conn.execute(
-        select(decisions.c.reviewer, func.count())
-        .where(_human_in(week))
+        select(
+            decisions.c.reviewer,
+            func.count(),
+            func.sum(case((seconds < FAST_SECONDS, 1), else_=0)),
+        )
+                .where(_human_in(week))
         .group_by(decisions.c.reviewer)
         .having(func.count() >= MIN_SAMPLE)
     ).all()
-    for reviewer, n in counts:
+    for reviewer, n, fast in counts:
+        if 2 * int(fast or 0) <= int(n):
+            continue
         median = _percentiles(
             conn, seconds, and_(_human_in(week), decisions.c.reviewer == reviewer), int(n)
         )[0]
@@ -355,16 +467,22 @@ def _reviewer_medians(conn: Connection, seconds: Any, week: Week) -> dict[str, f
 
 
 def _sla(conn: Connection, week: Week) -> tuple[int, int]:
-    """Cases with a due time settled (or expired) in the week, and how many in time."""
+    """Cases with a due time settled in the week (their final decision, a person's or
+    the timeout's, falls in it), and how many of them in time."""
     settled = and_(
-        cases.c.due_at.is_not(None),
-        cases.c.decided_at >= week.start,
-        cases.c.decided_at < week.end,
+        decisions.c.final.is_(True),
+        decisions.c.at >= week.start,
+        decisions.c.at < week.end,
+        decisions.c.due_at.is_not(None),
     )
     met = case(
-        (and_(cases.c.status != "expired", cases.c.decided_at <= cases.c.due_at), 1), else_=0
+        (and_(decisions.c.decided_by != "timeout", decisions.c.at <= decisions.c.due_at), 1),
+        else_=0,
     )
-    due, ok = conn.execute(select(func.count(), func.sum(met)).where(settled)).one()
+    due, ok = conn.execute(
+        select(func.count(), func.sum(met))
+                .where(settled)
+    ).one()
     return int(due), int(ok or 0)
 
 
@@ -397,13 +515,14 @@ def _queue(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
 
 def _quorum(conn: Connection, week: Week) -> tuple[int, int]:
     """Cases decided by several people in the week, and how many of them agreed."""
+    decided_in_week = select(decisions.c.case_id).where(_human_in(week))
     per_case = (
         select(
             decisions.c.case_id,
             func.count().label("votes"),
             func.count(func.distinct(decisions.c.action)).label("actions"),
         )
-        .where(HUMAN)
+        .where(HUMAN, decisions.c.case_id.in_(decided_in_week))
         .group_by(decisions.c.case_id)
         .having(func.count() >= 2)
         .having(func.max(decisions.c.at) >= week.start)

@@ -9,6 +9,7 @@ bytes), bounded at 256 KiB, and validated with pydantic; errors come back as
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 
 from bot import __version__
+from bot.analytics.report import Report, Week, schedule_zone, weekly
 from bot.api.auth import Authenticator
 from bot.api.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
 from bot.errors import AuthError, ForbiddenError, InvalidInput, NotFound, SignoffError
@@ -406,6 +408,40 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             return parsed
         result = await change(source, parsed)
         return json_response(200, {"id": result.case_id, "status": result.status})
+
+    def reports_caller(request: Request) -> None:
+        """Reports span every source's cases: they take their own bearer token."""
+        token = runtime.settings.reports_token
+        if token is None:
+            raise ForbiddenError(
+                "reports are off: set SIGNOFF_REPORTS_TOKEN and send it as a bearer token"
+            )
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise AuthError("send SIGNOFF_REPORTS_TOKEN as `Authorization: Bearer <token>`")
+
+    async def report_for(request: Request, week: str | None) -> Report:
+        reports_caller(request)
+        zone = schedule_zone(runtime.policy)
+        now = runtime.clock.now()
+        try:
+            chosen = Week.parse(week, zone) if week else Week.last_complete(now, zone)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="week") from exc
+        return await weekly(runtime.engine, runtime.policy, chosen, now)
+
+    @app.get("/v1/reports/weekly", responses=errors_doc, summary="The weekly report (JSON)")
+    async def weekly_report(
+        request: Request, week: str | None = Query(None, max_length=10)
+    ) -> Response:
+        return json_response(200, (await report_for(request, week)).as_dict())
+
+    @app.get("/v1/reports/overrides", responses=errors_doc, summary="The override analysis (JSON)")
+    async def overrides_report(
+        request: Request, week: str | None = Query(None, max_length=10)
+    ) -> Response:
+        return json_response(200, (await report_for(request, week)).overrides_dict())
 
     @app.get("/healthz", summary="Liveness, and whether the database answers")
     async def healthz() -> Response:

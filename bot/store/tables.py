@@ -129,6 +129,14 @@ class Decision(Base):
     overrode_ai: Mapped[bool] = mapped_column(Boolean, default=False)
     policy_version: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The case's dimensions, copied when the decision is written, so that reports over a
+    # week's decisions read this table's range alone (no join to every case).
+    kind: Mapped[str | None] = mapped_column(String(64))
+    lane: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    blind_review: Mapped[bool | None] = mapped_column(Boolean)
+    case_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Event(Base):
