@@ -466,3 +466,12 @@ def db_upgrade() -> None:
         click.echo(f"database is up to date (revision {head})")
     else:
         click.echo(f"database upgraded from {before or 'empty'} to {head}")
+
+
+def _register_export() -> None:
+    from bot.analytics.export import export_group
+
+    main.add_command(export_group)
+
+
+_register_export()

@@ -102,10 +102,71 @@ def parse_schedule(value: str) -> tuple[str, int, int, str]:
     return found["days"] or "*", int(found["hour"]), int(found["minute"]), found["tz"] or "UTC"
 
 
+# `sensitive`: dotted paths into a case (or `decisions.reason`, `decisions.reviewer`)
+# whose values must not leave Signoff in an export (bot/analytics/export.py).
+SENSITIVE_ROOTS = (
+    "source",
+    "kind",
+    "title",
+    "question",
+    "summary",
+    "recommendation",
+    "risk",
+    "flags",
+    "facts",
+    "evidence",
+    "policy_refs",
+    "history",
+    "actions",
+    "requested_by",
+    "callback_url",
+    "sla",
+    "metadata",
+    "decisions",
+)
+SENSITIVE_CHILDREN: dict[str, tuple[str, ...]] = {
+    "recommendation": ("action", "confidence", "rationale", "alternatives"),
+    "risk": ("level", "amount", "currency", "reversible", "customer_tier", "compliance"),
+    "decisions": ("reason", "reviewer"),
+}
+KEYED_ROOTS = ("facts", "metadata")  # any key, or `*` for every key
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _sensitive_path(value: object) -> str:
+    """`requested_by`, `facts.employee`, `facts.*`, `metadata.customer_email`,
+    `decisions.reason`: a field of the case, one level down at most."""
+    example = "write e.g. facts.employee or facts.*"
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a field path: {example}")
+    parts = value.split(".")
+    if len(parts) > 2 or not all(p == "*" or _PATH_SEGMENT.fullmatch(p) for p in parts):
+        raise ValueError(f"{value!r} is not a field path: {example}")
+    root, child = parts[0], parts[1] if len(parts) == 2 else None
+    if root not in SENSITIVE_ROOTS:
+        raise ValueError(
+            f"{value!r} is not a field of the case: write e.g. requested_by, summary, "
+            "facts.employee, facts.*, metadata.customer_email or decisions.reason"
+        )
+    if root == "decisions" and child is None:
+        raise ValueError(
+            f"{value!r} names no field of a decision: write decisions.reason or decisions.reviewer"
+        )
+    if child is None or root in KEYED_ROOTS:
+        return value
+    allowed = SENSITIVE_CHILDREN.get(root)
+    if allowed is None:
+        raise ValueError(f"{value!r}: {root} has no fields to name; write {root} alone")
+    if child not in allowed:
+        raise ValueError(f"{value!r}: {root} has no field {child!r} (it has {', '.join(allowed)})")
+    return value
+
+
 Duration = Annotated[int, BeforeValidator(_duration)]
 Schedule = Annotated[str, BeforeValidator(_schedule)]
 Percent = Annotated[float, BeforeValidator(_percent)]
 OneOrMany = Annotated[list[str], BeforeValidator(_one_or_many), Field(min_length=1)]
+SensitivePath = Annotated[str, BeforeValidator(_sensitive_path)]
 
 
 class Strict(BaseModel):
@@ -260,7 +321,7 @@ class Rule(Strict):
 
 class Kind(Strict):
     reason_codes: list[Code] = Field(min_length=1, max_length=50)
-    sensitive_fields: list[str] = Field(default_factory=list)
+    sensitive_fields: list[SensitivePath] = Field(default_factory=list, max_length=200)
 
 
 class Summaries(Strict):
@@ -287,6 +348,8 @@ class Policy(Strict):
     blind_review: Rate = 0.0
     audit_lane: LaneName | None = None
     summaries: Summaries | None = None
+    # field paths redacted in exports: requested_by, facts.employee, facts.*, decisions.reason
+    sensitive: list[SensitivePath] = Field(default_factory=list, max_length=200)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -349,6 +412,12 @@ class Policy(Strict):
     def reason_codes(self, kind: str) -> list[str]:
         found = self.kinds.get(kind) or self.kinds.get("default")
         return list(found.reason_codes) if found else list(self.default_reason_codes)
+
+    def sensitive_paths(self, kind: str) -> list[str]:
+        """The paths redacted in an export of a case of `kind`: `sensitive`, plus the
+        kind's own `sensitive_fields` (or the `default` kind's)."""
+        found = self.kinds.get(kind) or self.kinds.get("default")
+        return [*self.sensitive, *(found.sensitive_fields if found else ())]
 
     def audit_lane_name(self) -> str | None:
         if self.audit_lane:

@@ -688,6 +688,62 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         "summaries.channels",
         "discord channel 'managers' is not a channel ID",
     ),
+    (
+        "sensitive path with an empty part",
+        BASE + "sensitive: [requested_by, facts..x]\n",
+        16,
+        "sensitive[1]",
+        "'facts..x' is not a field path: write e.g. facts.employee or facts.*",
+    ),
+    (
+        "sensitive field the case does not have",
+        BASE + "sensitive:\n  - requested_by\n  - fact.employee\n",
+        18,
+        "sensitive[1]",
+        "'fact.employee' is not a field of the case",
+    ),
+    (
+        "sensitive path too deep",
+        BASE + "sensitive: [facts.*.name]\n",
+        16,
+        "sensitive[0]",
+        "'facts.*.name' is not a field path",
+    ),
+    (
+        "sensitive decision field",
+        BASE + "sensitive: [decisions.action]\n",
+        16,
+        "sensitive[0]",
+        "'decisions.action': decisions has no field 'action' (it has reason, reviewer)",
+    ),
+    (
+        "sensitive decisions without a field",
+        BASE + "sensitive: [decisions]\n",
+        16,
+        "sensitive[0]",
+        "'decisions' names no field of a decision",
+    ),
+    (
+        "sensitive part of a plain field",
+        BASE + "sensitive: [summary.first_line]\n",
+        16,
+        "sensitive[0]",
+        "'summary.first_line': summary has no fields to name; write summary alone",
+    ),
+    (
+        "sensitive not a list",
+        BASE + "sensitive: requested_by\n",
+        16,
+        "sensitive",
+        "Input should be a valid list",
+    ),
+    (
+        "a kind's sensitive_fields",
+        BASE + "kinds:\n  refund:\n    reason_codes: [other]\n    sensitive_fields: [facts.]\n",
+        19,
+        "kinds.refund.sensitive_fields[0]",
+        "'facts.' is not a field path",
+    ),
 ]
 
 

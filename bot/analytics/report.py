@@ -251,7 +251,7 @@ def _human_in(week: Week) -> ColumnElement[bool]:
 def _rates(conn: Connection, key: Any, week: Week) -> list[Rate]:
     query: Select[Any] = (
         select(key, func.count(), func.sum(case((decisions.c.overrode_ai, 1), else_=0)))
-                .where(_human_in(week))
+        .where(_human_in(week))
         .group_by(key)
         .order_by(key)
     )
@@ -276,7 +276,7 @@ def _groups(conn: Connection, week: Week) -> dict[Group, tuple[int, int]]:
             func.count(),
             func.sum(case((decisions.c.overrode_ai, 1), else_=0)),
         )
-                .where(_human_in(week))
+        .where(_human_in(week))
         .group_by(
             decisions.c.kind,
             decisions.c.lane,
@@ -304,17 +304,13 @@ def _percentiles(conn: Connection, seconds: Any, where: Any, count: int) -> list
     """The median and p90 of `seconds` (nearest rank)."""
     if count == 0:
         return [None, None]
-    base = (
-        select(seconds.label("s"))
-                .where(where)
-    )
+    base = select(seconds.label("s")).where(where)
     if conn.dialect.name == "postgresql":
         row = conn.execute(
             select(
                 func.percentile_disc(0.5).within_group(seconds),
                 func.percentile_disc(0.9).within_group(seconds),
-            )
-                        .where(where)
+            ).where(where)
         ).one()
         return [float(row[0]), float(row[1])]
     found: list[float | None] = []
@@ -378,10 +374,7 @@ def build(conn: Connection, policy: LoadedPolicy, week: Week, now: datetime) -> 
 
     seconds = _seconds(conn, decisions.c.at, decisions.c.case_created_at)
     final = and_(_human_in(week), decisions.c.final.is_(True))
-    finals = conn.execute(
-        select(func.count())
-                .where(final)
-    ).scalar_one()
+    finals = conn.execute(select(func.count()).where(final)).scalar_one()
     report.median_seconds, report.p90_seconds = _percentiles(conn, seconds, final, int(finals))
     report.reviewer_median_seconds = _fast_reviewers(conn, seconds, week)
 
@@ -451,7 +444,7 @@ def _fast_reviewers(conn: Connection, seconds: Any, week: Week) -> dict[str, flo
             func.count(),
             func.sum(case((seconds < FAST_SECONDS, 1), else_=0)),
         )
-                .where(_human_in(week))
+        .where(_human_in(week))
         .group_by(decisions.c.reviewer)
         .having(func.count() >= MIN_SAMPLE)
     ).all()
@@ -479,10 +472,7 @@ def _sla(conn: Connection, week: Week) -> tuple[int, int]:
         (and_(decisions.c.decided_by != "timeout", decisions.c.at <= decisions.c.due_at), 1),
         else_=0,
     )
-    due, ok = conn.execute(
-        select(func.count(), func.sum(met))
-                .where(settled)
-    ).one()
+    due, ok = conn.execute(select(func.count(), func.sum(met)).where(settled)).one()
     return int(due), int(ok or 0)
 
 
