@@ -308,3 +308,25 @@ async def test_the_weekly_job_posts_the_summary_with_its_charts_once(sqlite_url:
             assert attachment.data[:8] == b"\x89PNG\r\n\x1a\n"
         assert posted.mention_everyone is False
         assert world.discord.violations == []
+
+
+def test_a_threshold_humans_agree_above_is_suggested_as_a_policy_change() -> None:
+    buckets = [Rate("6", 100, 12), Rate("7", 100, 3), Rate("8", 100, 2), Rate("9", 100, 1)]
+    report = Report(
+        "2026-W47",
+        WEEK.start,
+        WEEK.end,
+        human_decisions=400,
+        overrides=18,
+        override_by_bucket=buckets,
+        current_threshold=0.9,
+        suggested_threshold=suggest_threshold(buckets),
+    )
+    assert report.suggested_threshold == 0.7
+    (flag,) = [f for f in flags(report) if f.code == "threshold_can_drop"]
+    assert flag.severity == "info"
+    assert flag.measured == (
+        "humans agreed with the AI at least 95% of the time from confidence 0.70 up"
+    )
+    assert flag.against == "the policy sends cases below 0.90 to a person"
+    assert "`confidence_below: 0.70`" in flag.action
