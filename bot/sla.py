@@ -35,10 +35,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Select, case, func, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from bot.analytics.report import waiting_by_lane
 from bot.calendar import WorkingTime
 from bot.intake import targets
 from bot.policy import LoadedPolicy
@@ -53,7 +54,7 @@ from bot.rows import (
     timer_row,
 )
 from bot.store.db import Store
-from bot.store.tables import cases, decisions, events, outbox, read_utc, runs, timers
+from bot.store.tables import cases, decisions, events, outbox, runs, timers
 from policies.schema import Lane, parse_schedule
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class SlaClock:
     def _weekly_now(self, conn: Connection) -> bool:
         import base64
 
-        from bot.analytics import render
+        from bot.analytics import render  # matplotlib: loaded only when a summary is due
         from bot.analytics.report import Week, build, schedule_zone
 
         summaries = self.policy.policy.summaries
@@ -215,25 +216,10 @@ class SlaClock:
         zone = parse_schedule(summaries.daily)[3] if summaries.daily else "UTC"
         if not take_run(conn, f"digest:{now.astimezone(ZoneInfo(zone)).date()}", now):
             return False
-        waiting = cases.c.status.in_(("pending", "info_requested"))
-        rows = conn.execute(
-            select(
-                cases.c.lane,
-                func.count(),
-                func.sum(case((cases.c.due_at < now, 1), else_=0)),
-                func.min(cases.c.created_at),
-            )
-            .where(waiting)
-            .group_by(cases.c.lane)
-            .order_by(cases.c.lane)
-        ).all()
-        lines = []
-        for lane, count, overdue, oldest in rows:
-            age = now - (read_utc(oldest) or now)
-            lines.append(
-                f"• {lane}: {count} waiting, {int(overdue or 0)} overdue, "
-                f"the oldest for {_age(age)}"
-            )
+        lines = [
+            f"• {lane}: {count} waiting, {overdue} overdue, the oldest for {_age(now - oldest)}"
+            for lane, count, overdue, oldest in waiting_by_lane(conn, now)
+        ]
         text = "\n".join(lines) or "Nothing is waiting for a person."
         title = f"Waiting for a person on {now.astimezone(ZoneInfo(zone)):%a %d %b}"
         places = targets(summaries.channels, set(self.platforms()), "summaries")

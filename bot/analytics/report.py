@@ -480,8 +480,9 @@ def _compliance(due: int, met: int) -> float | None:
     return met / due if due else None
 
 
-def _queue(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
-    """What waits for a person now, by lane: how many, how many overdue, the oldest."""
+def waiting_by_lane(conn: Connection, now: datetime) -> list[tuple[str, int, int, datetime]]:
+    """What waits for a person now, by lane: how many, how many overdue, and since when
+    the oldest waits (the daily digest says the same)."""
     rows = conn.execute(
         select(
             cases.c.lane,
@@ -493,13 +494,20 @@ def _queue(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
         .group_by(cases.c.lane)
         .order_by(cases.c.lane)
     ).all()
-    return {
-        str(lane): {
-            "waiting": int(n),
-            "overdue": int(overdue or 0),
-            "oldest_hours": round((now - (read_utc(oldest) or now)).total_seconds() / 3600, 1),
-        }
+    return [
+        (str(lane), int(n), int(overdue or 0), read_utc(oldest) or now)
         for lane, n, overdue, oldest in rows
+    ]
+
+
+def _queue(conn: Connection, now: datetime) -> dict[str, dict[str, Any]]:
+    return {
+        lane: {
+            "waiting": n,
+            "overdue": overdue,
+            "oldest_hours": round((now - oldest).total_seconds() / 3600, 1),
+        }
+        for lane, n, overdue, oldest in waiting_by_lane(conn, now)
     }
 
 
