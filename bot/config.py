@@ -6,6 +6,10 @@ passed down.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +22,23 @@ class Source(BaseModel):
 
     secret: SecretStr | None = None
     token: SecretStr | None = None
+
+
+HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def host_allowed(url: str, patterns: Sequence[str]) -> bool:
+    """Whether `url`'s host is one `patterns` names (any host when there are none).
+    `*.example.com` takes the subdomains of example.com, not example.com itself."""
+    if not patterns:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    for pattern in patterns:
+        if pattern.startswith("*.") and host.endswith(pattern[1:]) and host != pattern[2:]:
+            return True
+        if host == pattern:
+            return True
+    return False
 
 
 class Settings(BaseSettings):
@@ -48,6 +69,9 @@ class Settings(BaseSettings):
     discord_identities: dict[str, list[str]] = Field(default_factory=dict)
 
     reports_token: SecretStr | None = None  # bearer token for GET /v1/reports/*
+    # Hosts that callback_url may name (`hooks.example.com`, `*.internal.example.com`);
+    # empty allows any, as before. JSON: SIGNOFF_CALLBACK_HOSTS='["hooks.example.com"]'
+    callback_hosts: list[str] = Field(default_factory=list)
     signature_window: int = Field(default=300, ge=1, le=3600)
     outbox_dead_after: int = Field(default=24 * 3600, ge=1)
     outbox_max_backoff: float = Field(default=300.0, gt=0)
@@ -56,6 +80,20 @@ class Settings(BaseSettings):
     outbox_lease: float = Field(default=60.0, gt=0)
     sla_sweep_interval: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
+
+    @field_validator("callback_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        found = []
+        for pattern in value:
+            host = pattern.strip().lower()
+            if not HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"{pattern!r} is not a host name or a *.domain pattern "
+                    "(e.g. hooks.example.com or *.internal.example.com)"
+                )
+            found.append(host)
+        return found
 
     @field_validator("sources")
     @classmethod

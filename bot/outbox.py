@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 
 from bot import signing
 from bot.cards import build_card
+from bot.config import host_allowed
 from bot.intake import Prepared
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef, Summary
@@ -105,12 +106,14 @@ class OutboxWorker:
         lease: float = 60.0,
         batch: int = 256,
         concurrency: int = 32,
+        callback_hosts: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.engine = store.engine
         self.policy = policy
         self.adapters = adapters
         self.secrets = secrets
+        self.callback_hosts = tuple(callback_hosts)
         self.clock = clock
         self.dead_after = dead_after
         self.max_backoff = max_backoff
@@ -384,6 +387,11 @@ class OutboxWorker:
         return None
 
     async def _callback(self, row: Row, payload: dict[str, Any], source: str) -> None:
+        if not host_allowed(str(row["target"]), self.callback_hosts):
+            # accepted before SIGNOFF_CALLBACK_HOSTS was narrowed: never sent now
+            raise DeliveryFailed(
+                "the callback_url's host is not one SIGNOFF_CALLBACK_HOSTS allows", permanent=True
+            )
         body = orjson.dumps(payload)
         headers = {
             "Content-Type": "application/json",

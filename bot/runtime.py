@@ -63,6 +63,7 @@ class Runtime:
             poll_interval=settings.outbox_poll_interval,
             callback_timeout=settings.callback_timeout,
             lease=settings.outbox_lease,
+            callback_hosts=settings.callback_hosts,
         )
         self.writer = IntakeWriter(self.store, self.outbox.wake, dispatcher=self.outbox)
         self.service = Service(self.store, self.policy, self.adapters, self.clock, self.outbox.wake)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -511,3 +513,50 @@ async def test_openapi_document(api: Api) -> None:
     body = paths["/v1/escalations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/CaseIn"}
     assert "Recommendation" in doc["components"]["schemas"]
+
+
+def test_callback_host_patterns() -> None:
+    from bot.config import host_allowed
+
+    hosts = ["hooks.example.com", "*.internal.example.com"]
+    assert host_allowed("https://hooks.example.com/x", hosts)
+    assert host_allowed("http://a.b.internal.example.com:8080/x", hosts)
+    assert not host_allowed("https://internal.example.com/x", hosts)  # *. means subdomains
+    assert not host_allowed("https://hooks.example.com.evil.net/x", hosts)
+    assert not host_allowed("https://evilhooks.example.com/x", hosts)
+    assert not host_allowed("http://127.0.0.1:9/x", hosts)
+    assert not host_allowed("http://169.254.169.254/latest/meta-data", hosts)
+    assert host_allowed("http://169.254.169.254/", [])  # no list: any host, as before
+
+
+async def test_a_callback_to_a_host_not_allowed_is_refused_and_nothing_is_written(
+    make_runtime: Any, sqlite_url: str
+) -> None:
+    from tests.conftest import http_server
+
+    rt = await make_runtime(sqlite_url, callback_hosts=["hooks.example.com"])
+    async with http_server(rt) as base, httpx.AsyncClient(base_url=base) as client:
+        api = Api(client, rt)
+        refused = await api.post(
+            "/v1/escalations", case(callback_url="http://169.254.169.254/latest/meta-data")
+        )
+        assert refused.status_code == 422, refused.text
+        body = refused.json()
+        assert body["message"] == (
+            "callback_url's host '169.254.169.254' is not one that SIGNOFF_CALLBACK_HOSTS allows"
+        )
+        assert body["field"] == "callback_url"
+        assert await api.count("cases") == 0
+        accepted = await api.post(
+            "/v1/escalations", case(callback_url="https://hooks.example.com/signoff")
+        )
+        assert accepted.status_code == 201, accepted.text
+
+
+def test_a_bad_callback_host_pattern_is_named() -> None:
+    from tests.test_cli import invoke
+
+    result = invoke(["report", "weekly"], SIGNOFF_CALLBACK_HOSTS='["hooks.example.com/x"]')
+    assert result.exit_code == 2
+    assert "SIGNOFF_CALLBACK_HOSTS" in result.stderr
+    assert "'hooks.example.com/x' is not a host name or a *.domain pattern" in result.stderr

@@ -321,3 +321,26 @@ async def test_receipts_ride_with_the_next_cases_or_are_flushed_on_stop(
         (first, "delivered"),
         (second, "delivered"),
     }  # flushed on stop
+
+
+async def test_a_callback_to_a_host_no_longer_allowed_is_never_sent(
+    make_runtime: MakeRuntime, database_url: str, receiver: Receiver
+) -> None:
+    """Accepted before SIGNOFF_CALLBACK_HOSTS was narrowed (here: written past the API's
+    check): the delivery is dead at once, and nothing reaches the host."""
+    rt = await make_runtime(
+        database_url, callback_hosts=["hooks.example.com"], outbox_max_backoff=0.1
+    )
+    case_id = await submit(rt, callback_url=receiver.url, **{"recommendation.confidence": 0.99})
+    for _ in range(100):
+        found = [d for d in await deliveries(rt, case_id) if d["kind"] == "callback"]
+        if found and found[0]["status"] == "dead":
+            break
+        await asyncio.sleep(0.05)
+    [callback] = [d for d in await deliveries(rt, case_id) if d["kind"] == "callback"]
+    assert callback["status"] == "dead"
+    assert callback["attempts"] == 1
+    assert callback["last_error"] == (
+        "the callback_url's host is not one SIGNOFF_CALLBACK_HOSTS allows"
+    )
+    assert receiver.received == []
