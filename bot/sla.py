@@ -115,7 +115,7 @@ class SlaClock:
             coalesce=True,
             misfire_grace_time=None,
         )
-        daily = self.digest_trigger()
+        daily = self.schedule_trigger("daily")
         if daily is not None:
             self.scheduler.add_job(
                 self._scheduled_digest,
@@ -134,10 +134,6 @@ class SlaClock:
                 misfire_grace_time=6 * 3600,
             )
         self.scheduler.start()
-
-    def digest_trigger(self) -> CronTrigger | None:
-        """When the policy's `summaries.daily` asks for the digest of waiting cases."""
-        return self.schedule_trigger("daily")
 
     def schedule_trigger(self, which: str) -> CronTrigger | None:
         """The cron trigger of `summaries.daily` or `summaries.weekly`, if set."""

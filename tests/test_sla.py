@@ -380,7 +380,7 @@ async def test_the_digest_runs_at_its_cron_time_in_its_zone(
 
     rt = await digest_runtime(sqlite_url, digest_policy, clock, memory)
     try:
-        trigger = rt.sla.digest_trigger()
+        trigger = rt.sla.schedule_trigger("daily")
         assert trigger is not None
         saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
         fire = trigger.get_next_fire_time(None, saturday)

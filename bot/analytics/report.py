@@ -29,7 +29,7 @@ from statistics import NormalDist
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -248,16 +248,6 @@ def _human_in(week: Week) -> ColumnElement[bool]:
     return and_(HUMAN, decisions.c.at >= week.start, decisions.c.at < week.end)
 
 
-def _rates(conn: Connection, key: Any, week: Week) -> list[Rate]:
-    query: Select[Any] = (
-        select(key, func.count(), func.sum(case((decisions.c.overrode_ai, 1), else_=0)))
-        .where(_human_in(week))
-        .group_by(key)
-        .order_by(key)
-    )
-    return [Rate(str(k), int(n), int(o or 0)) for k, n, o in conn.execute(query)]
-
-
 Group = tuple[str, str, str, int, bool]  # kind, lane, reviewer, confidence bucket, blind
 
 
@@ -366,7 +356,7 @@ def build(conn: Connection, policy: LoadedPolicy, week: Week, now: datetime) -> 
     report.human_decisions = sum(r.decisions for r in report.override_by_kind)
     report.overrides = sum(r.overrides for r in report.override_by_kind)
     previous = week.previous()
-    report.previous_by_kind = _rates(conn, decisions.c.kind, previous)
+    report.previous_by_kind = _rollup(_groups(conn, previous), lambda g: g[0])
     before = sum(r.decisions for r in report.previous_by_kind)
     report.previous_rate = (
         sum(r.overrides for r in report.previous_by_kind) / before if before else None
@@ -427,10 +417,6 @@ def trend(conn: Connection, week: Week, weeks: int = 8) -> list[dict[str, Any]]:
         )
         current = current.previous()
     return found[::-1]
-
-
-def _renamed(rate: Rate | None, key: str) -> Rate:
-    return Rate(key, rate.decisions, rate.overrides) if rate else Rate(key, 0, 0)
 
 
 def _fast_reviewers(conn: Connection, seconds: Any, week: Week) -> dict[str, float]:
