@@ -100,7 +100,9 @@ async def post_cases(
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         body = case_body(n)
         headers = {
-            "X-Signoff-Signature": signing.sign(SECRET, body, int(time.time())),
+            "X-Signoff-Signature": signing.sign(
+                SECRET, "POST", "/v1/escalations", body, int(time.time())
+            ),
             "Content-Type": "application/json",
         }
         before = time.monotonic()

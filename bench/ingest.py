@@ -155,9 +155,10 @@ def make_case(rng: random.Random, n: int) -> dict[str, Any]:
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
-    """`t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`, as bot/signing.py makes it."""
-    mac = hmac.new(secret, b"%d." % timestamp + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+    """`t=<unix>,v2=<hex HMAC-SHA256(secret, "<t>.POST./v1/escalations." + body)>`, as
+    bot/signing.py makes it for a submit."""
+    message = b"%d.POST./v1/escalations." % timestamp + body
+    return f"t={timestamp},v2={hmac.new(secret, message, hashlib.sha256).hexdigest()}"
 
 
 class Cases:

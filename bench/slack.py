@@ -124,7 +124,7 @@ async def deliveries(
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
         body = case_body(n)
         headers = {
-            signing.HEADER: signing.sign(SECRET, body, int(time.time())),
+            signing.HEADER: signing.sign(SECRET, "POST", "/v1/escalations", body, int(time.time())),
             "Content-Type": "application/json",
         }
         sent[n] = time.monotonic()

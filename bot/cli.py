@@ -220,15 +220,17 @@ def send(case_file: Path, url: str | None, source: str, idempotency_key: str | N
             2,
         )
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    endpoint = f"{base}/v1/escalations"
+    stamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
-        signing.HEADER: signing.sign(secret, body, int(time.time())),
+        signing.HEADER: signing.sign(secret, "POST", signing.url_target(endpoint), body, stamp),
         "X-Signoff-Source": source,
     }
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
     try:
-        response = httpx.post(f"{base}/v1/escalations", content=body, headers=headers, timeout=30)
+        response = httpx.post(endpoint, content=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         fail(f"cannot reach {base}: {exc}", 3)
     click.echo(json.dumps(_json(response), indent=2))

@@ -401,7 +401,9 @@ class OutboxWorker:
         }
         secret = self.secrets.get(source)
         if secret:
-            headers[signing.HEADER] = signing.sign(secret, body, int(self.clock.now().timestamp()))
+            stamp = int(self.clock.now().timestamp())
+            target = signing.url_target(str(row["target"]))
+            headers[signing.HEADER] = signing.sign(secret, "POST", target, body, stamp)
         try:
             response = await self._http.post(str(row["target"]), content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -68,10 +68,18 @@ def case(**changes: Any) -> dict[str, Any]:
     return body
 
 
-def signed(body: bytes, secret: str = SECRET, at: int | None = None) -> dict[str, str]:
+def signed(
+    body: bytes,
+    secret: str = SECRET,
+    at: int | None = None,
+    *,
+    method: str = "POST",
+    target: str = "/v1/escalations",
+) -> dict[str, str]:
+    """Headers of a request signed v2 for `method` and `target` (the path and `?query`)."""
     stamp = int(time.time()) if at is None else at
     return {
-        "X-Signoff-Signature": signing.sign(secret, body, stamp),
+        "X-Signoff-Signature": signing.sign(secret, method, target, body, stamp),
         "Content-Type": "application/json",
     }
 
@@ -211,10 +219,15 @@ class Api:
         self, path: str, body: Any, secret: str = SECRET, **headers: str
     ) -> httpx.Response:
         raw = body if isinstance(body, bytes) else orjson.dumps(body)
-        return await self.client.post(path, content=raw, headers={**signed(raw, secret), **headers})
+        return await self.client.post(
+            path, content=raw, headers={**signed(raw, secret, target=path), **headers}
+        )
 
     async def get(self, path: str, secret: str = SECRET, **params: Any) -> httpx.Response:
-        return await self.client.get(path, params=params, headers=signed(b"", secret))
+        request = self.client.build_request("GET", path, params=params)
+        target = request.url.raw_path.decode("ascii")
+        request.headers.update(signed(b"", secret, method="GET", target=target))
+        return await self.client.send(request)
 
     async def submit(self, body: Any = None, **headers: str) -> dict[str, Any]:
         response = await self.post("/v1/escalations", case() if body is None else body, **headers)

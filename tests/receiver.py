@@ -53,8 +53,11 @@ class Receiver:
             ok = False
             header = headers.get("x-signoff-signature")
             if header:
-                stamp, macs = signing.parse(header)
-                ok = signing.matches(self.secret, raw, stamp, macs)
+                parsed = signing.parse(header)
+                target = scope.get("raw_path", b"").decode("latin-1")
+                if scope.get("query_string"):
+                    target += "?" + scope["query_string"].decode("latin-1")
+                ok = signing.matches(self.secret, "POST", target, raw, parsed) == "v2"
             self.received.append(Delivery(headers, orjson.loads(raw), ok))
         await send(
             {

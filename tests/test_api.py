@@ -153,11 +153,13 @@ async def test_signature_inside_the_window_is_accepted(api: Api) -> None:
     assert response.status_code == 201
 
 
-async def test_rotation_any_matching_v1_is_accepted(api: Api) -> None:
+async def test_rotation_any_matching_v2_is_accepted(api: Api) -> None:
     raw = orjson.dumps(case())
     now = int(time.time())
-    old, new = signing.signature("old-secret", raw, now), signing.signature(SECRET, raw, now)
-    header = f"t={now},v1={old},v1={new}"
+    path = "/v1/escalations"
+    old = signing.signature_v2("old-secret", "POST", path, raw, now)
+    new = signing.signature_v2(SECRET, "POST", path, raw, now)
+    header = f"t={now},v2={old},v2={new}"
     response = await api.client.post(
         "/v1/escalations", content=raw, headers={"X-Signoff-Signature": header}
     )

@@ -372,7 +372,10 @@ async def run_cli(*args: str, cwd: Path, **env: str) -> tuple[int, str, str]:
 
 async def read_case(base: str, case_id: str, secret: str = SECRET) -> httpx.Response:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        return await client.get(f"/v1/escalations/{case_id}", headers=signed(b"", secret))
+        return await client.get(
+            f"/v1/escalations/{case_id}",
+            headers=signed(b"", secret, method="GET", target=f"/v1/escalations/{case_id}"),
+        )
 
 
 async def test_send_submits_a_case(

@@ -67,6 +67,14 @@ ERROR_SCHEMA = {
 }
 
 
+def target(scope: Scope) -> str:
+    """The request target exactly as the client sent it: what a v2 signature covers."""
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    raw = path + b"?" + query if query else path
+    return str(raw.decode("latin-1"))
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
@@ -243,7 +251,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         return validation_error(exc, "invalid request")
 
     async def caller(request: Request, body: bytes = b"") -> str:
-        return auth.source(request.headers, body, time.time())
+        return auth.source(
+            request.method, target(request.scope), request.headers, body, time.time()
+        )
 
     def parse(model: type[BaseModel], body: bytes, what: str) -> BaseModel | Response:
         try:
@@ -278,10 +288,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     def intake_headers(headers: Mapping[str, str]) -> dict[str, str]:
         return {k: headers[k] for k in INTAKE_HEADERS if k in headers}
 
-    async def submit_case(headers: Mapping[str, str], body: bytes) -> Response:
-        """`POST /v1/escalations`: authenticate, validate, route, commit, answer."""
+    async def submit_case(headers: Mapping[str, str], body: bytes, where: str) -> Response:
+        """`POST /v1/escalations`: authenticate, validate, route, commit, answer.
+
+        `where` is the request target as sent (the raw path and `?query`)."""
         try:
-            source = auth.source(headers, body, time.time())
+            source = auth.source("POST", where, headers, body, time.time())
             case = parse(CaseIn, body, "invalid case")
             if isinstance(case, Response):
                 return case
@@ -339,7 +351,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         summary="Submit a case",
     )
     async def submit(request: Request) -> Response:
-        return await submit_case(intake_headers(request.headers), await request.body())
+        return await submit_case(
+            intake_headers(request.headers), await request.body(), target(request.scope)
+        )
 
     @app.get(
         "/v1/escalations/{case_id}",
@@ -517,7 +531,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                 body += message.get("body", b"")
                 if not message.get("more_body", False):
                     break
-            response = await submit_case(wanted, body)
+            response = await submit_case(wanted, body, target(scope))
             await send(
                 {
                     "type": "http.response.start",

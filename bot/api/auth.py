@@ -16,20 +16,24 @@ class Authenticator:
         self._tokens = {n: s.token.get_secret_value() for n, s in sources.items() if s.token}
         self._window = window
 
-    def source(self, headers: Mapping[str, str], body: bytes, now: float) -> str:
-        """The source that signed this request, or AuthError saying what is wrong."""
+    def source(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, now: float
+    ) -> str:
+        """The source that signed this request, or AuthError saying what is wrong.
+
+        `target` is the request target as sent: the raw path and `?query`."""
         header = headers.get(signing.HEADER.lower())
         if header is not None:
-            timestamp, macs = signing.parse(header)
-            signing.check_window(timestamp, now, self._window)
+            parsed = signing.parse(header)
+            signing.check_window(parsed.timestamp, now, self._window)
             hint = headers.get("x-signoff-source")
             names = [hint] if hint in self._secrets else list(self._secrets)
             for name in names:
-                if signing.matches(self._secrets[name], body, timestamp, macs):
+                if signing.matches(self._secrets[name], method, target, body, parsed):
                     return name
             raise AuthError(
-                f'{signing.HEADER} does not match: sign "<t>." + the exact body bytes '
-                "with HMAC-SHA256 and the source's secret"
+                f'{signing.HEADER} does not match: sign "<t>.<METHOD>.<path?query>." + the '
+                "exact body bytes with HMAC-SHA256 and the source's secret"
             )
         auth = headers.get("authorization")
         if auth is not None:
