@@ -6,6 +6,7 @@ passed down.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -27,13 +28,32 @@ class Source(BaseModel):
 HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address when it is one (`[::1]` too); an IPv4-mapped IPv6 address
+    is its IPv4 address, since that is where a connection to it goes."""
+    try:
+        found = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
+
+
 def host_allowed(url: str, patterns: Sequence[str]) -> bool:
     """Whether `url`'s host is one `patterns` names (any host when there are none).
-    `*.example.com` takes the subdomains of example.com, not example.com itself."""
+    `*.example.com` takes the subdomains of example.com, not example.com itself; an
+    address matches the same address however it is written (`::ffff:127.0.0.1` is
+    `127.0.0.1`). Which addresses a name may resolve to is `bot.callbacks`' concern."""
     if not patterns:
         return True
     host = (urlsplit(url).hostname or "").lower()
+    address = ip_literal(host)
     for pattern in patterns:
+        if address is not None:
+            if ip_literal(pattern) == address:
+                return True
+            continue
         if pattern.startswith("*.") and host.endswith(pattern[1:]) and host != pattern[2:]:
             return True
         if host == pattern:
@@ -69,8 +89,11 @@ class Settings(BaseSettings):
     discord_identities: dict[str, list[str]] = Field(default_factory=dict)
 
     reports_token: SecretStr | None = None  # bearer token for GET /v1/reports/*
-    # Hosts that callback_url may name (`hooks.example.com`, `*.internal.example.com`);
-    # empty allows any, as before. JSON: SIGNOFF_CALLBACK_HOSTS='["hooks.example.com"]'
+    # Hosts that callback_url may name (`hooks.example.com`, `*.internal.example.com`,
+    # `127.0.0.1`); empty allows any host, but never loopback, link-local, cloud
+    # metadata and other special addresses: those only when an entry names that host
+    # or address exactly (see bot/callbacks.py).
+    # JSON: SIGNOFF_CALLBACK_HOSTS='["hooks.example.com"]'
     callback_hosts: list[str] = Field(default_factory=list)
     signature_window: int = Field(default=300, ge=1, le=3600)
     outbox_dead_after: int = Field(default=24 * 3600, ge=1)
@@ -87,10 +110,14 @@ class Settings(BaseSettings):
         found = []
         for pattern in value:
             host = pattern.strip().lower()
+            address = ip_literal(host)
+            if address is not None:
+                found.append(str(address))
+                continue
             if not HOST_PATTERN.fullmatch(host):
                 raise ValueError(
-                    f"{pattern!r} is not a host name or a *.domain pattern "
-                    "(e.g. hooks.example.com or *.internal.example.com)"
+                    f"{pattern!r} is not a host name or a *.domain pattern, nor an IP address "
+                    "(e.g. hooks.example.com, *.internal.example.com, 127.0.0.1 or ::1)"
                 )
             found.append(host)
         return found

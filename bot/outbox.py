@@ -27,14 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
-from bot import signing
+from bot.callbacks import Callbacks, Resolver
 from bot.cards import build_card
-from bot.config import host_allowed
 from bot.intake import Prepared
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef, Summary
@@ -107,13 +105,13 @@ class OutboxWorker:
         batch: int = 256,
         concurrency: int = 32,
         callback_hosts: Sequence[str] = (),
+        callback_resolver: Resolver | None = None,
     ) -> None:
         self.store = store
         self.engine = store.engine
         self.policy = policy
         self.adapters = adapters
         self.secrets = secrets
-        self.callback_hosts = tuple(callback_hosts)
         self.clock = clock
         self.dead_after = dead_after
         self.max_backoff = max_backoff
@@ -129,7 +127,9 @@ class OutboxWorker:
         self._dispatched: set[asyncio.Task[Any]] = set()
         self._receipts: list[_Batch] = []
         self._receipt_timer: asyncio.TimerHandle | None = None
-        self._http = httpx.AsyncClient(timeout=callback_timeout, follow_redirects=False)
+        self.callbacks = Callbacks(
+            callback_hosts, timeout=callback_timeout, resolver=callback_resolver
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -226,7 +226,7 @@ class OutboxWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
-        await self._http.aclose()
+        await self.callbacks.aclose()
 
     async def _run(self) -> None:
         try:
@@ -387,35 +387,13 @@ class OutboxWorker:
         return None
 
     async def _callback(self, row: Row, payload: dict[str, Any], source: str) -> None:
-        if not host_allowed(str(row["target"]), self.callback_hosts):
-            # accepted before SIGNOFF_CALLBACK_HOSTS was narrowed: never sent now
-            raise DeliveryFailed(
-                "the callback_url's host is not one SIGNOFF_CALLBACK_HOSTS allows", permanent=True
-            )
-        body = orjson.dumps(payload)
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "signoff",
-            "X-Signoff-Delivery": str(row["id"]),
-            "X-Signoff-Event": str(payload.get("type", "")),
-        }
-        secret = self.secrets.get(source)
-        if secret:
-            stamp = int(self.clock.now().timestamp())
-            target = signing.url_target(str(row["target"]))
-            headers[signing.HEADER] = signing.sign(secret, "POST", target, body, stamp)
-        try:
-            response = await self._http.post(str(row["target"]), content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"callback failed: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 410:
-            raise DeliveryFailed("the workflow answered 410 Gone", permanent=True)
-        if not 200 <= response.status_code < 300:
-            after = response.headers.get("Retry-After", "")
-            raise DeliveryFailed(
-                f"callback answered HTTP {response.status_code}",
-                retry_after=float(after) if after.isdigit() else None,
-            )
+        await self.callbacks.send(
+            str(row["target"]),
+            payload,
+            delivery=str(row["id"]),
+            secret=self.secrets.get(source),
+            at=int(self.clock.now().timestamp()),
+        )
 
     def backoff(self, attempts: int) -> float:
         """Exponential backoff with equal jitter: between half and all of 2^n seconds, capped."""

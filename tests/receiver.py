@@ -15,6 +15,10 @@ import uvicorn
 from bot import signing
 from tests.conftest import free_port
 
+# The SIGNOFF_CALLBACK_HOSTS a runtime needs to call a Receiver: loopback is refused
+# unless the allow-list names it, as for a workflow on the same machine.
+RECEIVER_HOSTS = ["127.0.0.1"]
+
 
 @dataclass
 class Delivery:
@@ -70,17 +74,22 @@ class Receiver:
 
 
 @asynccontextmanager
-async def running(receiver: Receiver) -> AsyncIterator[Receiver]:
-    port = free_port()
+async def running(
+    receiver: Receiver, host: str = "127.0.0.1", port: int | None = None, **config: Any
+) -> AsyncIterator[Receiver]:
+    port = port or free_port()
     server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            receiver, host=host, port=port, log_level="warning", lifespan="off", **config
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    receiver.url = f"http://127.0.0.1:{port}/hook"
+    scheme = "https" if config.get("ssl_certfile") else "http"
+    receiver.url = f"{scheme}://{host}:{port}/hook"
     try:
         yield receiver
     finally:

@@ -28,14 +28,14 @@ from tests.discord_harness import (
     custom_ids,
     discord_world,
 )
-from tests.receiver import Receiver, running
+from tests.receiver import RECEIVER_HOSTS, Receiver, running
 
 EPHEMERAL = 64
 
 
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[DiscordWorld]:
-    async with discord_world(database_url) as found:
+    async with discord_world(database_url, callback_hosts=RECEIVER_HOSTS) as found:
         yield found
 
 

@@ -22,7 +22,7 @@ from bot.protocols import Reviewer
 from bot.runtime import Runtime
 from bot.schemas import CaseIn
 from tests.conftest import SECRET, TEST_POLICY, MakeRuntime, case, free_port, signed, wait_for
-from tests.receiver import Receiver, running
+from tests.receiver import RECEIVER_HOSTS, Receiver, running
 
 ALICE = Reviewer("memory", "U0ALICE", "Alice")
 
@@ -49,7 +49,7 @@ async def deliveries(rt: Runtime, case_id: str) -> list[dict[str, Any]]:
 async def test_card_update_and_signed_callback(
     make_runtime: MakeRuntime, database_url: str, memory: MemoryAdapter, receiver: Receiver
 ) -> None:
-    rt = await make_runtime(database_url)
+    rt = await make_runtime(database_url, callback_hosts=RECEIVER_HOSTS)
     case_id = await submit(rt, callback_url=receiver.url)
     await wait_for(lambda: len(memory.of("post_card")) == 1)
     channel, card = memory.of("post_card")[0]
@@ -89,7 +89,7 @@ async def test_callback_is_retried_with_backoff(
     make_runtime: MakeRuntime, database_url: str, receiver: Receiver
 ) -> None:
     receiver.statuses = [500, 503]
-    rt = await make_runtime(database_url, outbox_max_backoff=0.2)
+    rt = await make_runtime(database_url, outbox_max_backoff=0.2, callback_hosts=RECEIVER_HOSTS)
     case_id = await submit(rt, callback_url=receiver.url, **{"recommendation.confidence": 0.99})
     await wait_for(lambda: len(receiver.received) == 1)
     assert receiver.attempts == 3
@@ -117,7 +117,9 @@ async def test_old_deliveries_are_dead_lettered(
     make_runtime: MakeRuntime, database_url: str, receiver: Receiver
 ) -> None:
     receiver.always = 503
-    rt = await make_runtime(database_url, outbox_max_backoff=0.1, outbox_dead_after=1)
+    rt = await make_runtime(
+        database_url, outbox_max_backoff=0.1, outbox_dead_after=1, callback_hosts=RECEIVER_HOSTS
+    )
     case_id = await submit(rt, callback_url=receiver.url, **{"recommendation.confidence": 0.99})
 
     async def dead() -> bool:
@@ -143,7 +145,7 @@ async def test_gone_is_dead_at_once(
     make_runtime: MakeRuntime, sqlite_url: str, receiver: Receiver
 ) -> None:
     receiver.always = 410
-    rt = await make_runtime(sqlite_url)
+    rt = await make_runtime(sqlite_url, callback_hosts=RECEIVER_HOSTS)
     case_id = await submit(rt, callback_url=receiver.url, **{"recommendation.confidence": 0.99})
     for _ in range(100):
         [found] = [d for d in await deliveries(rt, case_id) if d["kind"] == "callback"]
@@ -169,7 +171,7 @@ async def test_backoff_is_exponential_with_jitter(
 async def test_rows_written_before_a_restart_are_delivered_once(
     make_runtime: MakeRuntime, database_url: str, memory: MemoryAdapter, receiver: Receiver
 ) -> None:
-    first = await make_runtime(database_url, workers=False)
+    first = await make_runtime(database_url, workers=False, callback_hosts=RECEIVER_HOSTS)
     ids = [
         await submit(
             first,
@@ -182,7 +184,7 @@ async def test_rows_written_before_a_restart_are_delivered_once(
     await first.stop()
     assert receiver.received == []
     assert memory.calls == []
-    second = await make_runtime(database_url)
+    second = await make_runtime(database_url, callback_hosts=RECEIVER_HOSTS)
 
     def cards() -> list[str]:  # audit-sampled automatic cases get an audit card too
         return [card.case_id for _, card in memory.of("post_card") if not card.audit]
@@ -212,6 +214,7 @@ async def test_a_killed_server_delivers_every_callback_once_after_restart(
         "SIGNOFF_OUTBOX_LEASE": "1",
         "SIGNOFF_CALLBACK_TIMEOUT": "0.5",
         "SIGNOFF_LOG_LEVEL": "WARNING",
+        "SIGNOFF_CALLBACK_HOSTS": orjson.dumps(RECEIVER_HOSTS).decode(),
     }
     base = f"http://127.0.0.1:{port}"
 
@@ -272,7 +275,7 @@ async def test_a_killed_server_delivers_every_callback_once_after_restart(
 async def test_new_cases_are_delivered_from_memory_with_their_real_row_ids(
     make_runtime: MakeRuntime, database_url: str, memory: MemoryAdapter, receiver: Receiver
 ) -> None:
-    rt = await make_runtime(database_url)
+    rt = await make_runtime(database_url, callback_hosts=RECEIVER_HOSTS)
     ids = [
         await submit(rt, title=f"auto {i}", callback_url=receiver.url,
                      **{"recommendation.confidence": 0.99})

@@ -16,7 +16,7 @@ from bot.protocols import Reviewer
 from bot.runtime import Runtime
 from bot.store.tables import events, outbox, timers
 from tests.conftest import SECRET, MakeRuntime, pg_url_or_skip, reset_postgres, wait_for
-from tests.receiver import Receiver, running
+from tests.receiver import RECEIVER_HOSTS, Receiver, running
 from tests.test_service import state
 from tests.test_service import submit as submit_now
 
@@ -92,7 +92,9 @@ async def test_nobody_decides_the_lane_default_is_applied_once_and_the_workflow_
     make_runtime: MakeRuntime, database_url: str, clock: FrozenClock
 ) -> None:
     async with running(Receiver(SECRET)) as hook:
-        rt = await make_runtime(database_url, clock=clock, sla_sweep_interval=0.05)
+        rt = await make_runtime(
+            database_url, clock=clock, sla_sweep_interval=0.05, callback_hosts=RECEIVER_HOSTS
+        )
         case_id = await submit(rt, callback_url=hook.url)
         await at(rt, clock, 4 * HOUR)
         await at(rt, clock, 5 * HOUR)

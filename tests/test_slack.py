@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import SECRET, case, wait_for
-from tests.receiver import Receiver, running
+from tests.receiver import RECEIVER_HOSTS, Receiver, running
 from tests.slack_harness import SlackWorld, slack_world
 
 
 @pytest.fixture
 async def world(database_url: str) -> AsyncIterator[SlackWorld]:
-    async with slack_world(database_url) as found:
+    async with slack_world(database_url, callback_hosts=RECEIVER_HOSTS) as found:
         yield found
 
 

@@ -26,7 +26,7 @@ from tests.discord_harness import (
 from tests.discord_harness import (
     Reviewers as DiscordReviewers,
 )
-from tests.receiver import Receiver, running
+from tests.receiver import RECEIVER_HOSTS, Receiver, running
 from tests.slack_api import SlackApi, slack_api
 from tests.slack_harness import GROUPS, SIGNING_SECRET, USERS, Reviewers, slack_settings
 
@@ -51,6 +51,7 @@ async def both_platforms(database_url: str) -> AsyncIterator[Both]:
             discord_bot_token=TOKEN,
             discord_api_url=disc.url,
             discord_identities=IDENTITIES,
+            callback_hosts=RECEIVER_HOSTS,
         )
         runtime = Runtime(settings)
         await runtime.start()

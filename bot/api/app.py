@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from fastapi import FastAPI, Query, Request, Response
@@ -28,7 +27,7 @@ from bot import __version__
 from bot.analytics.report import Report, Week, schedule_zone, weekly
 from bot.api.auth import Authenticator
 from bot.api.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
-from bot.config import host_allowed
+from bot.callbacks import url_problem
 from bot.errors import AuthError, ForbiddenError, InvalidInput, NotFound, SignoffError
 from bot.intake import prepare
 from bot.queries import MAX_PAGE, get_case, list_cases
@@ -304,12 +303,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                     f"source {case.source!r}"
                 )
             hosts = runtime.settings.callback_hosts
-            if case.callback_url and not host_allowed(case.callback_url, hosts):
-                raise InvalidInput(
-                    f"callback_url's host {urlsplit(case.callback_url).hostname!r} is not one "
-                    "that SIGNOFF_CALLBACK_HOSTS allows",
-                    field="callback_url",
-                )
+            problem = url_problem(case.callback_url, hosts) if case.callback_url else None
+            if problem is not None:
+                raise InvalidInput(problem, field="callback_url")
             key = headers.get("idempotency-key")
             if key is not None and (not key.strip() or len(key) > 200):
                 raise InvalidInput(
