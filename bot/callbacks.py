@@ -190,14 +190,16 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Pin:
+class Checked:
+    """A host and the checked answer a request to it may connect to."""
+
     host: str  # as the connection pool names it: ASCII (IDNA), lower case
     addresses: tuple[str, ...]
 
 
 # The checked answer for the request being sent in this task. A context variable
 # rather than state on the client: deliveries run concurrently on one pool.
-_PINNED: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar(
+_PINNED: contextvars.ContextVar[Checked | None] = contextvars.ContextVar(
     "signoff_callback_pin", default=None
 )
 
@@ -275,16 +277,14 @@ class Callbacks:
         self.hosts = tuple(hosts)
         self.timeout = timeout
         self.resolver: Resolver = resolver or system_resolver
-        context = (
-            verify
-            if isinstance(verify, ssl.SSLContext)
-            else httpx.create_ssl_context(verify, trust_env=False)
-        )
+        # SSL_CERT_FILE / SSL_CERT_DIR still count (a private CA for internal hooks)
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
         self._http = httpx.AsyncClient(
             transport=_PinnedTransport(context, httpx.Limits()),
             timeout=timeout,
             follow_redirects=False,
-            trust_env=False,  # no proxy from the environment: it would resolve the name itself
+            # no HTTP(S)_PROXY from the environment: a proxy would resolve the name itself
+            trust_env=False,
         )
 
     async def aclose(self) -> None:
@@ -336,9 +336,12 @@ class Callbacks:
                 retry_after=float(after) if after.isdigit() else None,
             )
 
-    async def check(self, url: str) -> _Pin:
+    async def check(self, url: str) -> Checked:
         """Resolve `url`'s host once and check every address of the answer."""
-        parsed = httpx.URL(url)
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise DeliveryFailed(f"callback_url is not a URL: {exc}", permanent=True) from exc
         host = parsed.raw_host.decode("ascii").lower()
         if not host_allowed(url, self.hosts):
             # accepted before SIGNOFF_CALLBACK_HOSTS was narrowed: never sent now
@@ -372,4 +375,4 @@ class Callbacks:
             kind = refused_kind(address)
             if kind and not _opened(host, address, kind, self.hosts):
                 raise DeliveryFailed(_why_refused(host, address, kind), permanent=True)
-        return _Pin(host, tuple(answer))
+        return Checked(host, tuple(answer))
