@@ -89,7 +89,8 @@ async def running(
             task.result()
         await asyncio.sleep(0.01)
     scheme = "https" if config.get("ssl_certfile") else "http"
-    receiver.url = f"{scheme}://{host}:{port}/hook"
+    where = f"[{host}]" if ":" in host else host
+    receiver.url = f"{scheme}://{where}:{port}/hook"
     try:
         yield receiver
     finally:

@@ -341,6 +341,18 @@ async def test_the_connection_uses_the_checked_answer_not_a_second_lookup() -> N
     assert len(resolver.calls) == 3  # once per delivery, kept-alive connection or not
 
 
+async def test_an_address_in_the_url_is_called_when_named_without_a_lookup() -> None:
+    for host in ("127.0.0.1", "::1"):
+        async with running(Receiver(SECRET), host=host) as hook, callbacks_for([host]) as callbacks:
+            await send(callbacks, hook.url)  # `never` fails the test if anything resolves
+            assert len(hook.received) == 1
+            assert hook.received[0].signature_ok
+        async with callbacks_for([]) as callbacks:
+            failure = await refused(callbacks, hook.url)
+        assert failure.permanent
+        assert "is loopback" in failure.message
+
+
 @pytest.mark.parametrize(
     ("hosts", "answer", "opened"),
     [
