@@ -4,13 +4,15 @@ server's own (hand-written) checker, and mrkdwn escaping is exact."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.adapter import mention
 from adapters.slack.blocks import (
@@ -33,6 +35,7 @@ from tests.blockkit import (
     message_verdict,
     view_verdict,
 )
+from tests.slack_api import SlackApi, slack_api
 from tests.slack_limits import LIMITS, TOO_MUCH_TEXT, VIEW_ERROR
 
 NASTY = st.sampled_from(["<!channel>", "&", "<", ">", "&amp;", "|", "*", "`", "\n", "é", "🚨"])
@@ -451,3 +454,72 @@ def _card() -> CardView:
         actions=["approve", "reject", "request_info"],
         reason_codes=["policy_match", "other"],
     )
+
+
+# -- the Slack-compatible server answers as Slack does ---------------------------------
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[SlackApi, AsyncWebClient]]:
+    async with slack_api() as api:
+        yield api, AsyncWebClient(token="xoxb-test", base_url=api.url, retry_handlers=[])
+
+
+async def test_the_server_refuses_over_limit_blocks_with_slacks_answer(
+    server: tuple[SlackApi, AsyncWebClient],
+) -> None:
+    api, client = server
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(channel="C1", text="t", blocks=[_section(3001)])
+    answer = refused.value.response
+    assert answer["error"] == "invalid_blocks"
+    assert answer["response_metadata"]["messages"] == [
+        "[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]"
+    ]
+    with pytest.raises(SlackApiError) as too_much:
+        await client.chat_postMessage(channel="C1", text="t", blocks=_texts(12_001))
+    assert too_much.value.response["error"] == "msg_blocks_too_long"
+    ok = await client.chat_postMessage(channel="C1", text="t", blocks=_texts(12_000))
+    with pytest.raises(SlackApiError) as update:
+        await client.chat_update(channel="C1", ts=ok["ts"], text="t", blocks=_texts(12_001))
+    assert update.value.response["error"] == "msg_blocks_too_long"
+    assert api.message("C1", ok["ts"]).edits == 0  # type: ignore[union-attr]
+    assert len(api.messages["C1"]) == 1
+
+
+async def test_the_server_refuses_a_view_with_invalid_arguments_on_open_update_and_push(
+    server: tuple[SlackApi, AsyncWebClient],
+) -> None:
+    api, client = server
+    bad = _modal(_input(max_length=4000))[1]
+    expected = [
+        "[ERROR] must be between 1 and 3000 [json-pointer:/view/blocks/0/element/max_length]"
+    ]
+    for call in (
+        client.views_open(trigger_id="1.2", view=bad),
+        client.views_push(trigger_id="1.2", view=bad),
+    ):
+        with pytest.raises(SlackApiError) as refused:
+            await call
+        assert refused.value.response["error"] == "invalid_arguments"
+        assert refused.value.response["response_metadata"]["messages"] == expected
+    good = _modal(_input(max_length=3000))[1]
+    opened = await client.views_open(trigger_id="1.2", view=good)
+    with pytest.raises(SlackApiError) as update:
+        await client.views_update(view_id=opened["view"]["id"], view=bad)
+    assert update.value.response["error"] == "invalid_arguments"
+    assert api.views[opened["view"]["id"]]["blocks"] == good["blocks"]
+
+
+async def test_a_text_past_40000_is_posted_cut_with_slacks_warning_and_recorded(
+    server: tuple[SlackApi, AsyncWebClient],
+) -> None:
+    api, client = server
+    whole = await client.chat_postMessage(channel="C1", text="x" * 40_000)
+    assert "warning" not in whole.data  # type: ignore[operator]
+    assert api.violations == []
+    posted = await client.chat_postMessage(channel="C1", text="x" * 40_001)
+    assert posted["warning"] == "message_truncated"
+    assert posted["response_metadata"]["warnings"] == ["message_truncated"]
+    assert api.message("C1", posted["ts"]).text == "x" * 40_000  # type: ignore[union-attr]
+    assert api.violations == ["chat.postMessage: text: 40001 characters, cut by Slack to 40000"]
