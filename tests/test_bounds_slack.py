@@ -275,6 +275,12 @@ async def decide(world: SlackWorld, card: Message) -> None:
     decided = world.slack.message(card.channel, card.ts)
     assert decided is not None
     assert_fits(decided)
+    again = await world.reviewers.submit(
+        view, "U0CAROL", code="policy_violation", reason=long(REASON_MAX)
+    )
+    answer = again.json()  # the modal says why not, in a view Slack must accept too
+    assert answer["response_action"] == "update"
+    assert check_view(answer["view"]) == []
     assert not buttons(decided.blocks).keys() - {"signoff_full_context"}
 
 

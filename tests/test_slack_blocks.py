@@ -523,3 +523,33 @@ async def test_a_text_past_40000_is_posted_cut_with_slacks_warning_and_recorded(
     assert posted["response_metadata"]["warnings"] == ["message_truncated"]
     assert api.message("C1", posted["ts"]).text == "x" * 40_000  # type: ignore[union-attr]
     assert api.violations == ["chat.postMessage: text: 40001 characters, cut by Slack to 40000"]
+
+
+def test_the_table_holds_the_numbers_the_issue_names() -> None:
+    """A guard on the table itself: the per-limit test reads its numbers from it."""
+    expected = {
+        "section.text": 3000,
+        "section.fields.items": 10,
+        "section.fields": 2000,
+        "header.text": 150,
+        "button.text": 75,
+        "button.value": 2000,
+        "element.action_id": 255,
+        "block.block_id": 255,
+        "context.elements.items": 10,
+        "message.blocks.items": 50,
+        "modal.blocks.items": 100,
+        "modal.title": 24,
+        "modal.submit": 24,
+        "modal.close": 24,
+        "view.private_metadata": 3000,
+        "view.callback_id": 255,
+        "plain_text_input.max_length": 3000,
+        "static_select.options.items": 100,
+        "option.text": 75,
+        "message.text": 40_000,
+        "input.label": 2000,
+        "input.hint": 2000,
+        "element.placeholder": 150,
+    }
+    assert {name: LIMITS[name].most for name in expected} == expected
