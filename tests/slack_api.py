@@ -33,8 +33,9 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 
-from tests.blockkit import check_message, check_view
+from tests.blockkit import message_verdict, view_verdict
 from tests.conftest import free_port
+from tests.slack_limits import LIMITS, TRUNCATED
 
 BOT = {"user_id": "U0BOT", "bot_id": "B0BOT", "team_id": "T0TEAM"}
 JSON_FIELDS = ("blocks", "view", "attachments", "metadata")
@@ -410,10 +411,32 @@ class SlackApi:
             return {"ok": False, "error": "invalid_blocks_format"}
         if not p.get("text") and not p.get("blocks") and not p.get("attachments"):
             return {"ok": False, "error": "no_text"}
-        errors = check_message(p)
-        if any(e.startswith("text:") for e in errors):
-            return {"ok": False, "error": "msg_too_long", "errors": errors}
-        return {"ok": False, "error": "invalid_blocks", "errors": errors} if errors else None
+        verdict = message_verdict(p)
+        if verdict.error is None:
+            return None
+        answer: dict[str, Any] = {"ok": False, "error": verdict.error, "errors": verdict.errors}
+        if verdict.messages:
+            answer["response_metadata"] = {"messages": verdict.messages}
+        return answer
+
+    def cut_text(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        """Slack posts a `text` past 40,000 characters cut to 40,000, with a warning
+        (tests/slack_limits.py). Recorded as a violation too: a card must never lean on
+        Slack's cut, which drops the end without an ellipsis."""
+        most = LIMITS["message.text"].most
+        text = p.get("text")
+        if not isinstance(text, str) or len(text) <= most:
+            return {}
+        p["text"] = text[:most]
+        self.violations.append(f"{method}: text: {len(text)} characters, cut by Slack to {most}")
+        message = (
+            "[WARN] Your message was truncated but still posted. "
+            f"The `text` field accepts up to {most:,} characters."
+        )
+        return {
+            "warning": TRUNCATED,
+            "response_metadata": {"messages": [message], "warnings": [TRUNCATED]},
+        }
 
     def do_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://example.slack.com/", "team": "Test", **BOT}
@@ -421,6 +444,7 @@ class SlackApi:
     def do_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         if error := self.post_checks(p, ()):
             return error
+        warned = self.cut_text("chat.postMessage", p)
         message = Message(p["channel"], self.next_ts(), p.get("text"), p.get("blocks"))
         message.thread_ts = p.get("thread_ts") or None
         message.reply_broadcast = truthy(p.get("reply_broadcast"))
@@ -430,11 +454,12 @@ class SlackApi:
             "channel": message.channel,
             "ts": message.ts,
             "message": message.to_dict(),
-        }
+        } | warned
 
     def do_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
         if error := self.post_checks(p, ("ts",)):
             return error
+        warned = self.cut_text("chat.update", p)
         message = self.message(p["channel"], p["ts"])
         if message is None:
             return {"ok": False, "error": "message_not_found"}
@@ -444,15 +469,16 @@ class SlackApi:
             message.blocks = p["blocks"]
         message.edits += 1
         body = {"channel": message.channel, "ts": message.ts, "text": message.text or ""}
-        return {"ok": True, **body, "message": message.to_dict()}
+        return {"ok": True, **body, "message": message.to_dict()} | warned
 
     def do_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
         if error := self.post_checks(p, ("user",)):
             return error
+        warned = self.cut_text("chat.postEphemeral", p)
         message = Message(p["channel"], self.next_ts(), p.get("text"), p.get("blocks"))
         message.thread_ts, message.user = p.get("thread_ts") or None, p["user"]
         self.messages[message.channel].append(message)
-        return {"ok": True, "message_ts": message.ts}
+        return {"ok": True, "message_ts": message.ts} | warned
 
     def do_chat_getPermalink(self, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("channel") or not p.get("message_ts"):
@@ -464,10 +490,11 @@ class SlackApi:
     def save_view(self, p: dict[str, Any], view_id: str, needs: str) -> dict[str, Any]:
         if not p.get(needs) or not isinstance(p.get("view"), dict):
             return {"ok": False, "error": "invalid_arguments"}
-        if errors := check_view(p["view"]):
-            messages = [f"[ERROR] {e}" for e in errors]
-            return {"ok": False, "error": "invalid_arguments", "errors": errors} | {
-                "response_metadata": {"messages": messages}
+        verdict = view_verdict(p["view"])
+        if verdict.error is not None:
+            # Slack names the problems in response_metadata only; `errors` is ours
+            return {"ok": False, "error": verdict.error, "errors": verdict.errors} | {
+                "response_metadata": {"messages": verdict.messages}
             }
         view = {"id": view_id, "team_id": BOT["team_id"], "state": {"values": {}}, **p["view"]}
         view |= {"hash": self.next_ts(), "bot_id": BOT["bot_id"]}
@@ -485,6 +512,9 @@ class SlackApi:
         if p.get("hash") and p["hash"] != found[0]["hash"]:
             return {"ok": False, "error": "hash_conflict"}
         return self.save_view(p, found[0]["id"], "view")
+
+    def do_views_push(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self.save_view(p, f"V{len(self.views) + 1:010d}", "trigger_id")
 
     def do_usergroups_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("usergroup") not in self.groups:

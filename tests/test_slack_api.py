@@ -153,7 +153,7 @@ def test_block_kit_checks_catch_common_mistakes() -> None:
         "blocks[6].elements[1].action_id: duplicate 'a'",
         "blocks[7].elements[0].text.text: must be at most 75 characters, got 76",
         "blocks[8].elements[0].confirm.title.text: must be at most 100 characters, got 101",
-        "blocks[8].elements[0].options[0].value: must be at most 150 characters, got 151",
+        "blocks[8].elements[0].options[0].value: must be at most 75 characters, got 151",
         "blocks[8].elements[0].initial_option: must be one of the element's options",
     ]
     modal = {

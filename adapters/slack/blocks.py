@@ -10,7 +10,7 @@ button that opens the whole case in a modal.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,23 +36,52 @@ from slack_sdk.models.views import View
 from adapters import cardtext
 from adapters.cardtext import LANE_ICONS, STATUS_WORDS, lane_title
 from adapters.text import ELLIPSIS, cut, plain
-from bot.protocols import CardView, Link
+from bot.protocols import CardView, Fact, Link
 
 SECTION = 3000
 FIELD = 2000
 HEADER = 150
 FIELDS_PER_SECTION = 10
 FACTS_ON_CARD = 20
+FACT_LABEL = 100
 FACT_VALUE = 300
 LINKS_ON_CARD = 10
+LINK_LINE = 600  # a link longer than this (its URL) is shown by its label only
 EXCERPT = 200
+MORE_NOTE = 40  # room kept for "_and N more in the full context_"
 HISTORY_ON_CARD = 5
 MODAL_BLOCKS = 100
+# All the text of a card's blocks together: Slack refuses a message whose blocks hold
+# more than about 12,000 characters (msg_blocks_too_long, see tests/slack_limits.py;
+# it counts some of the blocks' structure too), so a card keeps well within it.
+CARD_TEXT = 10_000
+BUTTONS_TEXT = 120  # the labels of every button a card can show
+STATE_TEXT = 2500  # outcome, votes, acknowledgement, claim, the waiting question
+QUESTION_TEXT = 2000
+RATIONALE_TEXT = 1200  # the recommendation line and the AI's rationale
+WHY_TEXT = 1200  # the rule, why it matched and the flags
+SUMMARY_TEXT = 1500
+FACTS_TEXT = 1500
+EVIDENCE_TEXT = 1200
+POLICY_TEXT = 600
+HISTORY_TEXT = 800
+# A full-context page: the same budget as a card (Slack documents no total for a
+# view; the message limit is the one known), and room for the page's own blocks.
+PAGE_TEXT = 10_000
+PAGE_BLOCKS = MODAL_BLOCKS - 3
+FACT_FIELD = FIELD - 10
+PAGE_CONTENT = PAGE_TEXT - 400  # the page line and the Previous / Next buttons
 MAX_OPTIONS = 100
 OPTION_TEXT = 75
-REASON_MAX = 4000
+# Slack refuses a plain_text_input whose max_length is over 3000 (views.open answers
+# invalid_arguments), so a Slack reviewer writes at most 3000 characters. The service
+# keeps its own bound (bot.service.MAX_REASON, 4000: Discord's text input allows that);
+# the Slack form is tighter, never looser, and the submission handler refuses more.
+REASON_MAX = 3000
 
 ACTIONS_BLOCK = "signoff_actions"
+PAGES_BLOCK = "signoff_pages"
+PAGE_SEP = ":"
 ACTION_PREFIX = "signoff_"
 DECIDE_VIEW = "signoff_decide"
 INFO_VIEW = "signoff_info"
@@ -129,127 +158,197 @@ class Rendered:
     cut: bool
 
 
+class Room:
+    """What is left of a card's text budget (CARD_TEXT), handed out part by part in
+    order of importance: a part gets at most its own cap and what is left."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self.cut = False
+
+    def take(self, cap: int) -> int:
+        return max(0, min(cap, self.left))
+
+    def spend(self, text: str) -> str:
+        self.left -= len(text)
+        return text
+
+
 def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text))
 
 
-def _links(title: str, items: Sequence[Link], limit: int) -> tuple[str, bool]:
-    lines = []
+def _link_line(item: Link, long_url: str) -> str:
+    line = f"• {link(item)}"
+    if len(line) > LINK_LINE:
+        line = f"• {escape(item.label)} ({long_url})"  # a link cannot be cut in the middle
+    if item.excerpt:
+        line += f" — {fit(item.excerpt, EXCERPT)[0]}"
+    return line
+
+
+def _links(title: str, items: Sequence[Link], limit: int, room: int) -> tuple[str, bool]:
+    """Whole lines (never a link cut in two) up to `limit` items and `room` characters."""
+    head = f"*{title}*"
+    lines: list[str] = []
+    used = len(head) + MORE_NOTE
     for item in items[:limit]:
-        line = f"• {link(item)}"
-        if item.excerpt:
-            line += f" — {fit(item.excerpt, EXCERPT)[0]}"
+        line = _link_line(item, "the link is in the full context")
+        if used + len(line) + 1 > room:
+            break
         lines.append(line)
-    more = len(items) > limit
+        used += len(line) + 1
+    more = len(items) - len(lines)
     if more:
-        lines.append(f"_and {len(items) - limit} more_")
-    text = f"*{title}*\n" + "\n".join(lines)
-    if len(text) <= SECTION:
-        return text, more
-    # Too long even so: drop whole lines rather than cut inside a link.
-    while lines and len(text) > SECTION - 40:
-        lines.pop()
-        text = f"*{title}*\n" + "\n".join(lines) + "\n_more in the full context_"
-    return text, True
+        lines.append(f"_and {more} more in the full context_")
+    return head + "\n" + "\n".join(lines), more > 0
 
 
-def _fact_fields(facts: Iterable[tuple[str, str]]) -> list[MarkdownTextObject]:
-    fields = []
-    for label, value in facts:
-        name, _ = fit(label, 200)
-        shown, _ = fit(value, FACT_VALUE)
-        fields.append(MarkdownTextObject(text=f"*{name}*\n{shown}"))
-    return fields
+def _fact_fields(facts: Sequence[Fact], room: int) -> tuple[list[MarkdownTextObject], bool]:
+    fields: list[MarkdownTextObject] = []
+    cut = False
+    for fact in facts:
+        name, name_cut = fit(fact.label, FACT_LABEL)
+        shown, value_cut = fit(fact.value, FACT_VALUE)
+        text = f"*{name}*\n{shown}"
+        if len(text) > room:
+            return fields, True
+        room -= len(text)
+        cut |= name_cut or value_cut
+        fields.append(MarkdownTextObject(text=text))
+    return fields, cut
 
 
 def render_card(card: CardView) -> Rendered:
-    """The message for a card: notification text, blocks, and whether text was cut."""
-    cut = False
+    """The message for a card: notification text, blocks, and whether text was cut.
+
+    All its text together stays within CARD_TEXT (Slack refuses a message whose blocks
+    hold more than about 12,000 characters, `msg_blocks_too_long`): the header, the
+    buttons and the state first, then the question, the recommendation, why, the
+    summary, facts, evidence, policy and history, each within its own cap and what is
+    left. Whatever did not fit is behind the Show full context button."""
+    room = Room(CARD_TEXT)
     icon = LANE_ICONS.get(card.lane, "📋")
     kind = "Audit sample" if card.audit else lane_title(card.lane)
-    header = plain(f"{icon} {kind}: {card.title}", HEADER)
-    cut |= len(f"{icon} {kind}: {card.title}") > HEADER
-    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=header, emoji=True))]
+    header = room.spend(plain(f"{icon} {kind}: {card.title}", HEADER))
+    room.cut |= len(f"{icon} {kind}: {card.title}") > HEADER
+    room.spend(" " * BUTTONS_TEXT)  # the buttons, whichever show
+    case_line = room.spend(f"Case `{card.case_id}` · {fit(card.kind, 100)[0]}")
+    due_line = ""
+    if card.due_at is not None and card.outcome is None:
+        due = slack_date(card.due_at, "{date_short_pretty} at {time} ({ago})")
+        due_line = room.spend(f"⏰ Decide by {due}{SLA_WORDS.get(card.sla_state or '', '')}")
 
-    question, was_cut = fit(card.question, SECTION - 20)
-    cut |= was_cut
-    blocks.append(_section(f"*Question:* {question}"))
-    if card.summary:
-        summary, was_cut = fit(card.summary, SECTION)
-        cut |= was_cut
-        blocks.append(_section(summary))
+    state = state_lines(card)
+    state_text = room.spend(_join_fit(state, room.take(STATE_TEXT))[0]) if state else ""
+
+    question, was_cut = fit(card.question, room.take(QUESTION_TEXT) - 13)
+    room.cut |= was_cut
+    question_text = room.spend(f"*Question:* {question}")
 
     rec = recommendation(card)
     if card.rationale and not card.hide_recommendation:
-        rationale, was_cut = fit(card.rationale, SECTION - len(rec) - 10)
-        cut |= was_cut
-        rec += f"\n>{rationale}"
-    blocks.append(_section(rec))
+        rationale, was_cut = fit(card.rationale, room.take(RATIONALE_TEXT) - len(rec) - 2)
+        room.cut |= was_cut
+        if rationale:
+            rec += f"\n>{rationale}"
+    rec = room.spend(rec)
 
     why = f"*Why a person:* {fit(card.rule, 300)[0]}"
     if card.why:
-        why += f": {fit('; '.join(card.why), 1000)[0]}"
+        why += f": {fit('; '.join(card.why), 600)[0]}"
     if card.flags:
-        flags, was_cut = fit(", ".join(card.flags), 1500)
-        cut |= was_cut
-        why += f" · flags: {flags}"
-    blocks.append(_section(why))
+        flags, was_cut = fit(", ".join(card.flags), max(WHY_TEXT - len(why) - 10, 0))
+        room.cut |= was_cut
+        why += f" · flags: {flags}" if flags else ""
+    why = room.spend(why)
+
+    summary = ""
+    if card.summary:
+        summary, was_cut = fit(card.summary, room.take(SUMMARY_TEXT))
+        room.cut |= was_cut
+        room.spend(summary)
 
     shown = list(card.facts[:FACTS_ON_CARD])
-    cut |= len(card.facts) > FACTS_ON_CARD or any(len(escape(f.value)) > FACT_VALUE for f in shown)
-    fields = _fact_fields((f.label, f.value) for f in shown)
-    for start in range(0, len(fields), FIELDS_PER_SECTION):
-        blocks.append(SectionBlock(fields=fields[start : start + FIELDS_PER_SECTION]))
-    if len(card.facts) > FACTS_ON_CARD:
-        blocks.append(
-            _context(f"_{len(card.facts) - FACTS_ON_CARD} more facts in the full context_")
-        )
+    fields, was_cut = _fact_fields(shown, room.take(FACTS_TEXT))
+    room.cut |= was_cut or len(fields) < len(card.facts)
+    for field in fields:
+        room.spend(field.text)
+    more_facts = ""
+    if len(fields) < len(card.facts):
+        more_facts = room.spend(f"_{len(card.facts) - len(fields)} more facts in the full context_")
 
-    for title, items in (("Evidence", card.evidence), ("Policy", card.policy_refs)):
+    lists: list[str] = []
+    for title, items, cap in (
+        ("Evidence", card.evidence, EVIDENCE_TEXT),
+        ("Policy", card.policy_refs, POLICY_TEXT),
+    ):
         if items:
-            text, was_cut = _links(title, items, LINKS_ON_CARD)
-            cut |= was_cut
-            blocks.append(_section(text))
+            text, was_cut = _links(title, items, LINKS_ON_CARD, room.take(cap))
+            room.cut |= was_cut
+            lists.append(room.spend(text))
+    history = ""
     if card.history:
         recent = card.history[-HISTORY_ON_CARD:]
-        cut |= len(card.history) > HISTORY_ON_CARD
-        text, was_cut = fit("\n".join(recent), SECTION - 20)
-        cut |= was_cut
-        blocks.append(_section(f"*History*\n{text}"))
+        room.cut |= len(card.history) > HISTORY_ON_CARD
+        text, was_cut = fit("\n".join(recent), room.take(HISTORY_TEXT) - 10)
+        room.cut |= was_cut
+        history = room.spend(f"*History*\n{text}") if text else ""
+        room.cut |= not text
 
-    if card.due_at is not None and card.outcome is None:
-        due = slack_date(card.due_at, "{date_short_pretty} at {time} ({ago})")
-        blocks.append(_context(f"⏰ Decide by {due}{SLA_WORDS.get(card.sla_state or '', '')}"))
-    blocks.append(_context(f"Case `{card.case_id}` · {escape(card.kind)}"))
-
-    state = state_lines(card)
-    if state:
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text=header, emoji=True))]
+    blocks.append(_section(question_text))
+    if summary:
+        blocks.append(_section(summary))
+    blocks.append(_section(rec))
+    blocks.append(_section(why))
+    for start in range(0, len(fields), FIELDS_PER_SECTION):
+        blocks.append(SectionBlock(fields=fields[start : start + FIELDS_PER_SECTION]))
+    if more_facts:
+        blocks.append(_context(more_facts))
+    blocks += [_section(text) for text in lists]
+    if history:
+        blocks.append(_section(history))
+    if due_line:
+        blocks.append(_context(due_line))
+    blocks.append(_context(case_line))
+    if state_text:
         blocks.append(DividerBlock())
-        text, _ = _join_fit(state)
-        blocks.append(_section(text))
+        blocks.append(_section(state_text))
 
-    buttons = _buttons(card, cut)
+    buttons = _buttons(card, room.cut)
     if buttons:
         blocks.append(ActionsBlock(block_id=ACTIONS_BLOCK, elements=buttons))
     status = STATUS_WORDS.get(card.status, "Needs a decision")
     text = f"{kind} case ({status}): {escape(plain(card.title, 300))}"
-    return Rendered(text, [b.to_dict() for b in blocks], cut)
+    return Rendered(text, [b.to_dict() for b in blocks], room.cut)
 
 
-def _join_fit(lines: list[str]) -> tuple[str, bool]:
+def _join_fit(lines: list[str], limit: int = SECTION) -> tuple[str, bool]:
+    """The lines, cut to `limit` on a whole line where one fits (a line holds mentions
+    and dates that must not be cut in the middle), else on a character."""
     text = "\n".join(lines)
-    return (text, False) if len(text) <= SECTION else (text[: SECTION - 1] + ELLIPSIS, True)
+    if len(text) <= limit:
+        return text, False
+    kept: list[str] = []
+    for line in lines:
+        if len("\n".join([*kept, line])) + len(ELLIPSIS) + 1 > limit:
+            break
+        kept.append(line)
+    if kept:
+        return "\n".join(kept) + "\n" + ELLIPSIS, True
+    return text[: max(limit - 1, 0)] + ELLIPSIS, True
 
 
 def _context(text: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=text)])
 
 
-def _button(action: str, label: str, case_id: str, **extra: Any) -> ButtonElement:
+def _button(action: str, label: str, value: str, **extra: Any) -> ButtonElement:
     return ButtonElement(
         text=PlainTextObject(text=label, emoji=True),
         action_id=ACTION_PREFIX + action,
-        value=case_id,
+        value=value,
         **extra,
     )
 
@@ -397,9 +496,34 @@ def _chunks(text: str, size: int) -> list[str]:
     return out
 
 
-def full_context_modal(card: CardView) -> dict[str, Any]:
-    """The whole case, as far as a modal's 100 blocks reach."""
-    blocks: list[Block] = [_section(fit(card.title, SECTION)[0])]
+def _fact_blocks(facts: Sequence[Fact]) -> list[Block]:
+    """Facts as two-column fields, ten to a section and at most a section's length
+    each; a value too long for a field gets sections of its own."""
+    blocks: list[Block] = []
+    fields: list[MarkdownTextObject] = []
+    used = 0
+    for fact in facts:
+        name = fit(fact.label, 200)[0]
+        value = escape(fact.value)
+        text = f"*{name}*\n{value}"
+        if len(text) > FACT_FIELD:
+            head = f"*{name}*\n"
+            blocks += [_section(head + piece) for piece in _chunks(fact.value, SECTION - len(head))]
+            continue
+        if len(fields) == FIELDS_PER_SECTION or used + len(text) > SECTION:
+            blocks.append(SectionBlock(fields=fields))
+            fields, used = [], 0
+        fields.append(MarkdownTextObject(text=text))
+        used += len(text)
+    if fields:
+        blocks.append(SectionBlock(fields=fields))
+    return blocks
+
+
+def _context_blocks(card: CardView) -> list[Block]:
+    """The whole case, a block at a time, each within Slack's limits."""
+    rest = f"`GET /v1/escalations/{card.case_id}`"
+    blocks: list[Block] = [_section(piece) for piece in _chunks(card.title, SECTION)]
     texts = [("Question", card.question), ("Summary", card.summary)]
     if not card.hide_recommendation and card.rationale:
         texts.append(("AI rationale", card.rationale))
@@ -407,25 +531,90 @@ def full_context_modal(card: CardView) -> dict[str, Any]:
         if text:
             blocks.append(_context(f"*{title}*"))
             blocks += [_section(piece) for piece in _chunks(text, SECTION)]
-    fields = [
-        MarkdownTextObject(text=f"*{fit(f.label, 200)[0]}*\n{fit(f.value, FIELD - 210)[0]}")
-        for f in card.facts
-    ]
-    for start in range(0, len(fields), FIELDS_PER_SECTION):
-        blocks.append(SectionBlock(fields=fields[start : start + FIELDS_PER_SECTION]))
+    blocks += _fact_blocks(card.facts)
     for title, items in (("Evidence", card.evidence), ("Policy", card.policy_refs)):
-        for start in range(0, len(items), LINKS_ON_CARD):
-            text, _ = _links(title, items[start : start + LINKS_ON_CARD], LINKS_ON_CARD)
-            blocks.append(_section(text))
+        if items:
+            blocks.append(_context(f"*{title}*"))
+        for item in items:
+            line = _link_line(item, f"the URL is too long for Slack: see {rest}")
+            blocks += [_section(piece) for piece in _split(line, SECTION)]
+    if card.history:
+        blocks.append(_context("*History*"))
     for entry in card.history:
         blocks += [_section(piece) for piece in _chunks(entry, SECTION)]
-    if len(blocks) > MODAL_BLOCKS:
-        rest = f"`GET /v1/escalations/{card.case_id}`"
-        blocks = [*blocks[: MODAL_BLOCKS - 1], _context(f"_Cut here: the rest is in {rest}._")]
+    return blocks
+
+
+def _split(line: str, size: int) -> list[str]:
+    """An already escaped line in pieces of `size`, never inside an entity."""
+    out = []
+    while line:
+        piece = line[:size]
+        cut_at = piece.rfind("&", max(0, len(piece) - 5))
+        if len(line) > size and cut_at != -1 and ";" not in piece[cut_at:]:
+            piece = piece[:cut_at]
+        out.append(piece)
+        line = line[len(piece) :]
+    return out
+
+
+def _pages(blocks: list[Block]) -> list[list[Block]]:
+    """Blocks in pages of at most PAGE_BLOCKS blocks and PAGE_TEXT characters."""
+    pages: list[list[Block]] = [[]]
+    used = 0
+    for block in blocks:
+        size = _text_of(block.to_dict())
+        if pages[-1] and (len(pages[-1]) == PAGE_BLOCKS or used + size > PAGE_CONTENT):
+            pages.append([])
+            used = 0
+        pages[-1].append(block)
+        used += size
+    return pages
+
+
+def _text_of(value: Any) -> int:
+    if isinstance(value, list):
+        return sum(_text_of(item) for item in value)
+    if isinstance(value, dict):
+        return sum(
+            len(item) if key == "text" and isinstance(item, str) else _text_of(item)
+            for key, item in value.items()
+        )
+    return 0
+
+
+def page_value(case_id: str, page: int) -> str:
+    return f"{case_id}{PAGE_SEP}{page}"
+
+
+def parse_page(value: str) -> tuple[str, int]:
+    """A page button's value: the case and the page (0 for anything malformed)."""
+    case_id, _, page = value.rpartition(PAGE_SEP)
+    return (case_id, int(page)) if page.isdigit() and case_id else (value, 0)
+
+
+def full_context_modal(card: CardView, page: int = 0) -> dict[str, Any]:
+    """The whole case, in pages a modal holds (at most 100 blocks, and text as a
+    message holds), with Previous / Next buttons and a pointer to the API."""
+    pages = _pages(_context_blocks(card))
+    page = min(max(page, 0), len(pages) - 1)
+    rest = f"`GET /v1/escalations/{card.case_id}`"
+    where = f"Page {page + 1} of {len(pages)} · " if len(pages) > 1 else ""
+    blocks: list[Block] = [_context(f"{where}The whole case, as the API keeps it: {rest}")]
+    blocks += pages[page]
+    nav = []
+    if page > 0:
+        nav.append(_button("page_previous", "◀ Previous", page_value(card.case_id, page - 1)))
+    if page + 1 < len(pages):
+        nav.append(_button("page_next", "Next ▶", page_value(card.case_id, page + 1)))
+    if nav:
+        blocks.append(ActionsBlock(block_id=PAGES_BLOCK, elements=nav))
+    title = f"Full context {page + 1}/{len(pages)}" if len(pages) > 1 else "Full context"
     view = View(
         type="modal",
-        title=PlainTextObject(text="Full context"),
+        title=PlainTextObject(text=plain(title, 24)),
         close=PlainTextObject(text="Close"),
         blocks=blocks,
+        private_metadata=json.dumps({"case": card.case_id, "page": page}),
     )
     return view.to_dict()

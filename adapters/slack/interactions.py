@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLICK = re.compile(
-    r"^signoff_(approve|reject|request_info|acknowledge|claim|release|full_context)$"
+    r"^signoff_(approve|reject|request_info|acknowledge|claim|release|full_context"
+    r"|page_previous|page_next)$"
 )
 FIELD_OF = {
     "reason_code_required": blocks.CODE_BLOCK,
@@ -124,6 +125,9 @@ class Interactions(Bound):
                     trigger_id=trigger, view=blocks.full_context_modal(card)
                 )
                 return
+            if verb in ("page_previous", "page_next"):
+                await self._turn_page(body, case_id)
+                return
             if verb == "acknowledge":
                 await self.service.acknowledge(case_id, reviewer)
                 return
@@ -153,8 +157,24 @@ class Interactions(Bound):
             log.exception("click on %s by %s failed", case_id, reviewer)
             await self._tell(body, "Signoff could not handle that click; try again.")
 
+    async def _turn_page(self, body: dict[str, Any], value: str) -> None:
+        """Another page of the full context, in the modal the click came from (the view's
+        hash makes Slack refuse the update if the modal changed meanwhile)."""
+        case_id, page = blocks.parse_page(value)
+        view = body.get("view") or {}
+        card = await self.service.card(case_id)
+        await self.client.views_update(
+            view_id=str(view.get("id", "")),
+            hash=view.get("hash"),
+            view=blocks.full_context_modal(card, page),
+        )
+
     async def on_decide(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = _metadata(view)
+        reason = submitted(view, blocks.REASON_BLOCK, blocks.REASON_ACTION)
+        if reason is not None and len(reason) > blocks.REASON_MAX:
+            await ack(**_too_long(blocks.REASON_BLOCK, "reasoning"))
+            return
         await _answer(
             ack,
             self.service.decide(
@@ -162,16 +182,29 @@ class Interactions(Bound):
                 reviewer_of(body),
                 str(meta.get("action", "")),
                 submitted(view, blocks.CODE_BLOCK, blocks.CODE_ACTION),
-                submitted(view, blocks.REASON_BLOCK, blocks.REASON_ACTION),
+                reason,
             ),
         )
 
     async def on_info(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         meta = _metadata(view)
         question = submitted(view, blocks.QUESTION_BLOCK, blocks.QUESTION_ACTION) or ""
+        if len(question) > blocks.REASON_MAX:
+            await ack(**_too_long(blocks.QUESTION_BLOCK, "question"))
+            return
         await _answer(
             ack, self.service.request_info(str(meta.get("case", "")), reviewer_of(body), question)
         )
+
+
+def _too_long(field: str, what: str) -> dict[str, Any]:
+    """Slack's form holds at most REASON_MAX characters; a submission with more did not
+    come from it, and is refused before it reaches the service (whose own bound is
+    looser, for Discord)."""
+    refused = DecisionRefused(
+        "reason_too_long", f"Keep the {what} under {blocks.REASON_MAX} characters."
+    )
+    return refusal_view(refused, field)
 
 
 async def _answer(ack: AsyncAck, work: Awaitable[Any]) -> None:
