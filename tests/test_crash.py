@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import text
 
 from bot.store.db import create_engine
@@ -404,3 +405,128 @@ async def test_a_discord_page_retried_after_a_kill_pings_once(
     nonces = [c.json.get("nonce") for c in api.of("POST /channels/{channel_id}/messages")]
     assert all(isinstance(n, str) and len(n) <= 25 for n in nonces)
     assert len(set(nonces)) == 3  # card, ping, DM: each its own, each sent twice
+
+
+# -- what the stand-ins enforce, and the adapters' side of it --------------------------
+
+
+async def test_slack_metadata_and_history_follow_the_documented_rules() -> None:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    async with slack_api() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.url, retry_handlers=[])
+        for bad, error in [
+            ("not json", "invalid_metadata_format"),
+            ({"event_type": "a b", "event_payload": {}}, "invalid_metadata_schema"),
+            ({"event_type": "x"}, "invalid_metadata_schema"),
+        ]:
+            with pytest.raises(SlackApiError) as refused:
+                await client.chat_postMessage(channel=REVIEW, text="t", metadata=bad)  # type: ignore[arg-type]
+            assert refused.value.response["error"] == error
+        assert not slack.messages[REVIEW]  # refused, nothing stored
+        marker = {"event_type": "signoff_delivery", "event_payload": {"delivery": "1"}}
+        posted = [
+            await client.chat_postMessage(channel=REVIEW, text=f"m{i}", metadata=marker)
+            for i in range(5)
+        ]
+        await client.chat_postMessage(channel=REVIEW, text="r", thread_ts=posted[0]["ts"])
+        plain = await client.conversations_history(channel=REVIEW)
+        assert [m["text"] for m in plain["messages"]] == ["m4", "m3", "m2", "m1", "m0"]
+        assert all("metadata" not in m for m in plain["messages"])  # not asked for
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await client.conversations_history(
+                channel=REVIEW, include_all_metadata=True, limit=2, cursor=cursor
+            )
+            assert all(m["metadata"] == marker for m in page["messages"])
+            seen += [m["text"] for m in page["messages"]]
+            cursor = page["response_metadata"]["next_cursor"]
+            assert page["has_more"] == bool(cursor)
+            if not cursor:
+                break
+        assert seen == ["m4", "m3", "m2", "m1", "m0"]
+        ts = [p["ts"] for p in posted]
+        between = await client.conversations_history(channel=REVIEW, oldest=ts[1], latest=ts[3])
+        assert [m["ts"] for m in between["messages"]] == [ts[2]]
+        inclusive = await client.conversations_history(
+            channel=REVIEW, oldest=ts[1], latest=ts[3], inclusive=True
+        )
+        assert [m["ts"] for m in inclusive["messages"]] == [ts[3], ts[2], ts[1]]
+        thread = await client.conversations_replies(channel=REVIEW, ts=ts[0])
+        assert [m["text"] for m in thread["messages"]] == ["m0", "r"]
+        slack.outside.add("C0ELSEWHERE")
+        for call, error in [
+            (client.conversations_history(channel=REVIEW, limit=1000), "invalid_limit"),
+            (client.conversations_history(channel=REVIEW, oldest="soon"), "invalid_ts_oldest"),
+            (client.conversations_history(channel=REVIEW, cursor="bm9wZQ=="), "invalid_cursor"),
+            (client.conversations_history(channel="#review"), "channel_not_found"),
+            (client.conversations_history(channel="C0ELSEWHERE"), "not_in_channel"),
+            (client.conversations_replies(channel=REVIEW, ts="1.000001"), "thread_not_found"),
+        ]:
+            with pytest.raises(SlackApiError) as refused:
+                await call
+            assert refused.value.response["error"] == error
+
+
+async def test_the_slack_adapter_pages_back_to_an_earlier_post_and_bounds_the_search() -> None:
+    from datetime import UTC, datetime
+
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from adapters.slack.adapter import HISTORY_PAGE, HISTORY_PAGES, SlackAdapter
+    from bot.protocols import Delivery
+    from tests.slack_api import Message
+
+    async with slack_api() as slack:
+        slack.epoch = int(time.time())
+        adapter = SlackAdapter(
+            AsyncWebClient(token="xoxb-t", base_url=slack.url, retry_handlers=[])
+        )
+        first = Delivery(7, "c1", "summary", datetime.now(UTC))
+        await adapter._post(first, REVIEW, text="the summary")
+        for i in range(HISTORY_PAGE + 50):  # a busy channel since: two pages to read
+            slack.messages[REVIEW].append(Message(REVIEW, slack.next_ts(), f"chat {i}", None))
+        retried = Delivery(7, "c1", "summary", first.created_at, attempts=1)
+        found = await adapter._post(retried, REVIEW, text="the summary")
+        assert found["ts"] == slack.messages[REVIEW][0].ts
+        assert len(slack.of("chat.postMessage")) == 1
+        assert len(slack.of("conversations.history")) == 2
+        for i in range(HISTORY_PAGE * HISTORY_PAGES):  # busier than the search reads
+            slack.messages[REVIEW].append(Message(REVIEW, slack.next_ts(), f"more {i}", None))
+        await adapter._post(retried, REVIEW, text="the summary")
+        assert len(slack.of("conversations.history")) == 2 + HISTORY_PAGES
+        assert len(slack.of("chat.postMessage")) == 2  # given up: posted, never lost
+
+
+async def test_discord_nonces_are_checked_and_remembered_for_a_few_minutes() -> None:
+    async with discord_api(channels=[D_REVIEW]) as api:
+        api.add_member(D_PERSON, "oncall")
+        headers = {"Authorization": f"Bot {DISCORD_TOKEN}"}
+        async with httpx.AsyncClient(base_url=api.url, headers=headers) as client:
+
+            async def create(channel: str, **body: Any) -> httpx.Response:
+                return await client.post(f"/channels/{channel}/messages", json=body)
+
+            long = await create(D_REVIEW, content="x", nonce="n" * 26, enforce_nonce=True)
+            assert long.status_code == 400
+            assert long.json()["code"] == 50035
+            assert not api.messages[D_REVIEW]
+            dm = (await client.post("/users/@me/channels", json={"recipient_id": D_PERSON})).json()
+            one = await create(dm["id"], content="page", nonce="p" * 25, enforce_nonce=True)
+            two = await create(dm["id"], content="page", nonce="p" * 25, enforce_nonce=True)
+            assert one.json()["id"] == two.json()["id"]
+            assert len(api.messages[dm["id"]]) == 1  # a retried DM pings once
+            loose = await create(dm["id"], content="page", nonce="p" * 25)  # not enforced
+            assert loose.json()["id"] != one.json()["id"]
+            api.messages[dm["id"]][0].timestamp = datetime_ago(api.nonce_window + 1)
+            api.messages[dm["id"]][1].timestamp = datetime_ago(api.nonce_window + 1)
+            late = await create(dm["id"], content="page", nonce="p" * 25, enforce_nonce=True)
+            assert late.json()["id"] not in (one.json()["id"], loose.json()["id"])
+
+
+def datetime_ago(seconds: float) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) - timedelta(seconds=seconds)
