@@ -374,6 +374,34 @@ async def test_a_discord_card_posted_before_a_kill_is_returned_by_its_nonce(
     assert edit.path.endswith(f"/messages/{card.id}")
 
 
+async def test_a_discord_thread_reply_sent_before_a_kill_is_not_sent_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with discord_api(channels=[D_REVIEW, D_ONCALL]) as api:
+        api.hold(
+            "POST /channels/{channel_id}/messages",
+            when=lambda c: c.path.split("/")[2] not in (D_REVIEW, D_ONCALL),  # the thread
+        )
+        server = Serve(tmp_path, database_url, discord_env(tmp_path, api))
+        await server.start()
+        try:
+            case_id = await server.submit()
+            await eventually(lambda: settled(database_url, case_id), log=server)
+            await server.cancel(case_id)
+            await eventually(lambda: api.held, log=server)
+            await server.kill()
+            await server.start()
+            await eventually(lambda: settled(database_url, case_id), log=server)
+        finally:
+            await server.stop()
+    [card] = [m for m in api.messages[D_REVIEW] if m.embeds]
+    [reply] = api.messages[card.id]  # the thread started from the card has its ID
+    assert "withdrew" in reply.content
+    first, again = creates(api, card.id)
+    assert first.json["nonce"] == again.json["nonce"]
+    assert again.response["id"] == reply.id
+
+
 async def test_a_discord_page_retried_after_a_kill_pings_once(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -182,8 +182,9 @@ class DiscordAdapter:
         self, channel: str, card: CardView, *, delivery: Delivery | None = None
     ) -> MessageRef:
         rendered = render_card(card)
-        # Called directly (no delivery), still one card per case and channel.
-        nonce = nonce_of(delivery, "card", f"{card.case_id}:{channel}")
+        # A card's nonce is its case and channel, whichever row posts it: one card per
+        # case and channel, also when a second row (or a direct call) posts it again.
+        nonce = nonce_of(None, "card", f"{card.case_id}:{channel}")
         sent = await self._call(
             "send card",
             lambda: self._channel(channel).send(
