@@ -117,6 +117,7 @@ class Hold:
     method: str
     times: int
     when: Callable[[dict[str, Any]], bool] | None = None
+    status: int | None = None  # answer with this HTTP error at once instead of holding
 
 
 @dataclass(eq=False)
@@ -239,20 +240,25 @@ class SlackApi:
         self.down = on
 
     def hold(
-        self, method: str, times: int = 1, when: Callable[[dict[str, Any]], bool] | None = None
+        self,
+        method: str,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+        status: int | None = None,
     ) -> None:
         """Do the next `times` calls of `method` (whose params pass `when`) but keep
         their answer back until `release`: the message is stored, the client never
-        hears, as when the connection dies after Slack took a post."""
-        self.holds.append(Hold(method, times, when))
+        hears, as when the connection dies after Slack took a post. With `status`, the
+        call is done and answered with that HTTP error at once (a 5xx after the fact)."""
+        self.holds.append(Hold(method, times, when, status))
 
-    def holding(self, call: Call) -> bool:
+    def holding(self, call: Call) -> Hold | None:
         for hold in self.holds:
             wanted = hold.when is None or hold.when(call.params)
             if hold.method == call.method and hold.times > 0 and wanted:
                 hold.times -= 1
-                return True
-        return False
+                return hold
+        return None
 
     def release(self) -> None:
         self.holds.clear()
@@ -320,8 +326,13 @@ class SlackApi:
         if not await self.refused(call, send):
             call.response = self.answer(call)
             self.calls.append(call)
-            if call.response.get("ok") and self.holding(call):
+            hold = self.holding(call) if call.response.get("ok") else None
+            if hold is not None:
                 self.held.append(call)
+                if hold.status is not None:
+                    call.status = hold.status
+                    await respond(send, hold.status, b"upstream error", "text/html")
+                    return
                 await self.released.wait()  # the client may be gone by then
             await respond(send, 200, json.dumps(call.response).encode())
         for hook in self.on_call:

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from bot.protocols import Summary
 from bot.store.db import create_engine
 from tests.conftest import HERE, SECRET, case, free_port, signed
 from tests.discord_api import DiscordApi, discord_api
@@ -526,6 +527,30 @@ async def test_the_slack_adapter_pages_back_to_an_earlier_post_and_bounds_the_se
         await adapter._post(retried, REVIEW, text="the summary")
         assert len(slack.of("conversations.history")) == 2 + HISTORY_PAGES
         assert len(slack.of("chat.postMessage")) == 2  # given up: posted, never lost
+
+
+async def test_a_slack_post_answered_with_a_5xx_is_looked_for_not_resent_blind() -> None:
+    """Slack made the post but answered 503: slack_sdk's own retry would post it again
+    unseen. Only the outbox's retry (which looks first) may send it again."""
+    from datetime import UTC, datetime
+
+    from adapters.slack.surface import SlackSurface
+    from bot.protocols import Delivery, DeliveryFailed
+
+    async with slack_api() as slack:
+        slack.epoch = int(time.time())
+        slack.hold("chat.postMessage", status=503)
+        surface = SlackSurface("xoxb-t", signing_secret="s", api_url=slack.url)
+        first = Delivery(9, "c9", "summary", datetime.now(UTC))
+        with pytest.raises(DeliveryFailed):
+            await surface.post_summary(REVIEW, Summary("Weekly", "text"), delivery=first)
+        assert len(slack.messages[REVIEW]) == 1  # made, though answered 503
+        retried = Delivery(9, "c9", "summary", first.created_at, attempts=1)
+        await surface.post_summary(REVIEW, Summary("Weekly", "text"), delivery=retried)
+    assert len(slack.messages[REVIEW]) == 1
+    assert len(slack.of("chat.postMessage")) == 1
+    [looked] = slack.of("conversations.history")
+    assert looked.params["channel"] == REVIEW
 
 
 async def test_discord_nonces_are_checked_and_remembered_for_a_few_minutes() -> None:

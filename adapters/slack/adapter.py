@@ -23,6 +23,7 @@ Reading needs the `*:history` scopes; posting metadata needs none beyond
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import time
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import escape, fit, render_card
@@ -148,6 +150,13 @@ class SlackAdapter:
 
     def __init__(self, client: AsyncWebClient, *, cache_ttl: float = 60.0) -> None:
         self.client = client
+        # A post that Slack may have made (the connection dropped, a 5xx) must not be
+        # sent again blind by slack_sdk: the outbox retries it, after looking for it.
+        # Only a 429, which Slack answers without posting, is retried in place.
+        self.poster = copy.copy(client)
+        self.poster.retry_handlers = [
+            h for h in client.retry_handlers if isinstance(h, AsyncRateLimitErrorRetryHandler)
+        ]
         self._members = TtlCache(cache_ttl)
         self._profiles = TtlCache(cache_ttl)
         # summaries whose text was posted but whose charts were not: key -> channel ID
@@ -156,7 +165,8 @@ class SlackAdapter:
     async def _call(self, method: str, **params: Any) -> dict[str, Any]:
         """Call a Web API method through its typed client function (which encodes it as
         Slack expects) and return the answer's data."""
-        function = getattr(self.client, method.replace(".", "_"))
+        client = self.poster if method == "chat.postMessage" else self.client
+        function = getattr(client, method.replace(".", "_"))
         try:
             response = await function(**params)
         except (TimeoutError, SlackClientError, aiohttp.ClientError) as exc:
