@@ -11,7 +11,10 @@ for rows written by other replicas and for retries that come due.
 
 A delivery that succeeded just before a crash, before its row was marked, is made
 again after the restart (once its lease runs out): callbacks carry
-`X-Signoff-Delivery` (the row's id) so a workflow can drop a repeat.
+`X-Signoff-Delivery` (the row's id) so a workflow can drop a repeat. Chat posts are
+not repeated: a claim that ran out counts as an attempt, and the adapter, handed the
+row's identity (`Delivery`), finds the earlier post of a retried delivery by its
+marker instead of posting again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from bot.callbacks import Callbacks, Resolver
 from bot.cards import build_card
 from bot.intake import Prepared
 from bot.policy import LoadedPolicy
-from bot.protocols import Adapter, Clock, DeliveryFailed, MessageRef, Summary
+from bot.protocols import Adapter, Clock, Delivery, DeliveryFailed, MessageRef, Summary
 from bot.store.bulk import BulkInsert, Sql
 from bot.store.db import Store
 from bot.store.tables import cards, cases, decisions, events, outbox
@@ -44,8 +47,13 @@ log = logging.getLogger(__name__)
 RECEIPT_DELAY = 0.02  # seconds a receipt waits for the next intake transaction
 Row = Mapping[Any, Any]
 
+# A row re-claimed after its claim ran out may have reached the platform (the process
+# died before the batch settled): that counts as an attempt, so the adapter looks for
+# the earlier post before it posts again.
 _CLAIM = (
-    "UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox"
+    "UPDATE outbox SET claimed_until = ?,"
+    " attempts = attempts + CASE WHEN claimed_until IS NULL THEN 0 ELSE 1 END"
+    " WHERE id IN (SELECT id FROM outbox"
     " WHERE status = 'pending' AND next_attempt_at <= ?"
     " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?{lock}) RETURNING *"
 )
@@ -337,12 +345,13 @@ class OutboxWorker:
         adapter = self.adapters.get(platform)
         if adapter is None:
             raise DeliveryFailed(f"no adapter for platform {platform!r} is running")
+        delivery = delivery_of(row)
         if kind == "summary":  # a manager's digest or summary: no case
             images = tuple(
                 (str(i["name"]), base64.b64decode(i["png"])) for i in payload.get("images", [])
             )
             summary = Summary(str(payload.get("title", "")), str(payload.get("text", "")), images)
-            await adapter.post_summary(channel, summary)
+            await adapter.post_summary(channel, summary, delivery=delivery)
             return None
         if case is None:
             raise DeliveryFailed("the case of this delivery is gone", permanent=True)
@@ -360,7 +369,7 @@ class OutboxWorker:
         if kind == "post_card":
             if ref is not None:
                 return None  # already posted (a repeat of a delivered row)
-            posted = await adapter.post_card(channel, card)
+            posted = await adapter.post_card(channel, card, delivery=delivery)
             batch.refs[key] = posted  # later rows of this case in this batch use it
             return posted
         if kind == "page":
@@ -374,14 +383,16 @@ class OutboxWorker:
                 (r for (c, p, _), r in batch.refs.items() if c == key[0] and p == platform),
                 None,
             )
-            await adapter.page(channel, card, card_ref)
+            await adapter.page(channel, card, card_ref, delivery=delivery)
             return None
         if ref is None:
             raise Deferred()
         if kind == "update_card":
             await adapter.update_card(ref, card)
         elif kind == "notify":
-            await adapter.notify(ref, str(payload.get("text", "")), payload.get("mentions", []))
+            await adapter.notify(
+                ref, str(payload.get("text", "")), payload.get("mentions", []), delivery=delivery
+            )
         else:
             raise DeliveryFailed(f"unknown delivery kind {kind!r}", permanent=True)
         return None
@@ -426,6 +437,18 @@ class OutboxWorker:
         """Record the batch's outcome in one transaction."""
         now = self.clock.now()
         await self.store.run_bookkeeping(lambda conn: _settle_batch(conn, batch, now))
+
+
+def delivery_of(row: Row) -> Delivery:
+    """The identity of the outbox row's delivery, as the adapter marks its posts."""
+    case_id = row["case_id"]
+    return Delivery(
+        id=int(row["id"]),
+        case_id=str(case_id) if case_id is not None else None,
+        kind=str(row["kind"]),
+        created_at=row["created_at"],
+        attempts=int(row["attempts"] or 0),
+    )
 
 
 def _claim_batch(

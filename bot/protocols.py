@@ -7,6 +7,12 @@ hidden, the outcome) and gets back a `MessageRef` it stores to update that messa
 later. Anything an adapter raises while delivering is mapped to `DeliveryFailed`,
 which tells the outbox whether and when to try again.
 
+Every create (a card, a thread reply, a page, a summary) comes with its `Delivery`:
+the outbox row it delivers. A delivery can be made more than once (the process died
+after the platform accepted a post but before its answer was stored; a timeout whose
+post went through), so an adapter marks each message it creates with the delivery's
+identity and, when `Delivery.retried`, looks for that mark before it posts again.
+
 An adapter whose reviewers click (Slack, Discord) is also a `Surface`: started with
 the decision service, serving its own HTTP routes if it needs any.
 
@@ -129,6 +135,32 @@ class Summary:
     images: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """Which outbox row a create delivers, so a repeat of it can be recognised.
+
+    `id` is the row's id (unique, stable across retries and restarts); `case_id` its
+    case (None for a summary); `kind` one of post_card, notify, page, summary;
+    `created_at` when the row was written, so no try of it is older (an adapter looks
+    back to a little before it); `attempts` how many tries may already have reached the
+    platform (a failure, or a claim that ran out: the process died mid-delivery).
+
+    An adapter must put `id` on every message it creates for the delivery (Slack:
+    message metadata; Discord: a nonce derived from it) and, when `retried`, find
+    such a message before posting (and use it instead). On a first try it must not
+    spend a call looking: nothing can be there yet."""
+
+    id: int
+    case_id: str | None
+    kind: str
+    created_at: datetime
+    attempts: int = 0
+
+    @property
+    def retried(self) -> bool:
+        return self.attempts > 0
+
+
 class DeliveryFailed(SignoffError):
     """A delivery did not go through. `retry_after` (seconds) when the platform said
     when to come back; `permanent` when trying again cannot help."""
@@ -147,26 +179,49 @@ class Adapter(Protocol):
 
     platform: str
 
-    async def post_card(self, channel: str, card: CardView) -> MessageRef:
-        """Post a new card in `channel`; return the handle used to update it."""
+    async def post_card(
+        self, channel: str, card: CardView, *, delivery: Delivery | None = None
+    ) -> MessageRef:
+        """Post a new card in `channel`; return the handle used to update it. On a
+        retried `delivery`, the card it posted before (if any) is returned instead."""
         ...
 
     async def update_card(self, ref: MessageRef, card: CardView) -> None:
         """Replace the card at `ref` with `card` (buttons go when it is decided)."""
         ...
 
-    async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
+    async def notify(
+        self,
+        ref: MessageRef,
+        text: str,
+        mentions: Sequence[str] = (),
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         """Reply in the card's thread; `mentions` are approver entries to ping on purpose
-        (or `#channel`, a channel to point to)."""
+        (or `#channel`, a channel to point to). A retried `delivery` whose reply is
+        already in the thread is not replied again."""
         ...
 
-    async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:
+    async def page(
+        self,
+        target: str,
+        card: CardView,
+        ref: MessageRef | None,
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         """Page on-call `target` (a group, role or user) about a stop-the-line card;
-        `ref` is the card on this platform, when the lane has a channel here."""
+        `ref` is the card on this platform, when the lane has a channel here. A page
+        is several messages (the ping at the card, a DM to each person): on a retried
+        `delivery` each one already sent is found and not sent again, so every person
+        is pinged once."""
         ...
 
-    async def post_summary(self, channel: str, summary: Summary) -> None:
-        """Post a manager's summary to `channel`."""
+    async def post_summary(
+        self, channel: str, summary: Summary, *, delivery: Delivery | None = None
+    ) -> None:
+        """Post a manager's summary to `channel` (once per `delivery`, as above)."""
         ...
 
     async def identities(self, user_id: str) -> set[str]:

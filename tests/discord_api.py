@@ -52,6 +52,13 @@ CALLBACK_NAMES |= {6: "DEFERRED_UPDATE_MESSAGE", 7: "UPDATE_MESSAGE", 9: "MODAL"
 # interaction type -> the callback types Discord accepts for it
 CALLBACKS_FOR = {3: {4, 5, 6, 7, 9}, 5: {4, 5, 6, 7}, 2: {4, 5, 9}, 4: {8}, 1: {1}}
 AUTO_ARCHIVE = {60, 1440, 4320, 10080}
+# Create Message: `nonce` is an integer or a string of at most 25 characters; with
+# `enforce_nonce` a second create by the same author with the same nonce "in the past
+# few minutes" returns the first message
+# (https://discord.com/developers/docs/resources/message#create-message). "A few
+# minutes" is taken as 2: the shortest reading, so a test cannot lean on more.
+NONCE_MAX = 25
+NONCE_WINDOW = 120.0  # seconds
 
 
 def now() -> datetime:
@@ -422,6 +429,10 @@ class DiscordApi:
         self.followups: defaultdict[str, list[Message]] = defaultdict(list)  # by token
         self.modals: list[dict[str, Any]] = []  # every modal the bot opened
         self.forbidden: set[str] = set()  # routes answering 403 50013 (see forbid)
+        self.holds: list[tuple[str, list[int], Callable[[Call], bool] | None]] = []
+        self.held: list[Call] = []  # calls done but not answered
+        self.released = asyncio.Event()
+        self.nonce_window = NONCE_WINDOW
         self.waiters: dict[str, asyncio.Future[Callback]] = {}
 
         self.sessions: list[Session] = []
@@ -533,6 +544,32 @@ class DiscordApi:
         else:
             self.forbidden.discard(route)
 
+    def hold(self, route: str, times: int = 1, when: Callable[[Call], bool] | None = None) -> None:
+        """Do the next `times` calls of `route` (that pass `when`) but keep their answer
+        back until `release`: the message is stored, the client never hears, as when
+        the connection dies after Discord took the request."""
+        self.holds.append((route, [times], when))
+
+    def holding(self, call: Call) -> bool:
+        for route, left, when in self.holds:
+            if route == call.key and left[0] > 0 and (when is None or when(call)):
+                left[0] -= 1
+                return True
+        return False
+
+    def release(self) -> None:
+        self.holds.clear()
+        self.released.set()
+
+    def nonced(self, nonce: str | int) -> Message | None:
+        """The bot's message created with `nonce` within the nonce window, if any."""
+        since = now().timestamp() - self.nonce_window
+        for messages in self.messages.values():
+            for message in messages:
+                if message.nonce == nonce and message.timestamp.timestamp() >= since:
+                    return message
+        return None
+
     def outage(self, on: bool = True) -> None:
         """Every REST call answers 503 until turned off; the gateway stays up."""
         self.down = on
@@ -624,6 +661,9 @@ class DiscordApi:
             body = await route.handler(call, params)
         except ApiError as error:
             return self.answer(call, error.status, error.body())
+        if self.holding(call):
+            self.held.append(call)
+            await self.released.wait()  # the client may be gone by then
         return self.answer(call, 200 if body is not None else 204, body)
 
     def answer(self, call: Call, status: int, body: Any) -> web.Response:
@@ -920,10 +960,16 @@ class DiscordApi:
         if channel.type == 1 and channel.recipient_id in self.dm_closed:
             raise ApiError(403, 50007, "Cannot send messages to this user")
         body = self.body_of(call)
-        if body.get("enforce_nonce") and body.get("nonce") is not None:
-            for earlier in self.messages[channel.id]:
-                if earlier.nonce == body["nonce"]:
-                    return self.message_json(earlier)
+        nonce = body.get("nonce")
+        if nonce is not None:
+            too_long = isinstance(nonce, str) and len(nonce) > NONCE_MAX
+            wrong = not isinstance(nonce, str | int) or isinstance(nonce, bool)
+            if too_long or wrong:
+                self.check(call, [f"nonce: Must be {NONCE_MAX} or fewer in length."])
+        if body.get("enforce_nonce") and nonce is not None:
+            earlier = self.nonced(nonce)
+            if earlier is not None:
+                return self.message_json(earlier)
         message = self.new_message(channel.id, body, call.files, call)
         reference = body.get("message_reference")
         if reference:
@@ -1583,6 +1629,7 @@ async def discord_api(
     try:
         yield api
     finally:
+        api.release()
         await api.disconnect(1001, "going away")
         for waiter in api.waiters.values():
             waiter.cancel()

@@ -18,8 +18,10 @@ there, and `files.completeUploadExternal` shares them in a channel, recorded in
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -69,11 +71,14 @@ class Message:
     reply_broadcast: bool = False
     user: str | None = None  # the recipient of an ephemeral message
     edits: int = 0
+    metadata: dict[str, Any] | None = None  # message metadata, as posted
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, metadata: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "message", "user": BOT["user_id"], "ts": self.ts}
         out["bot_id"] = BOT["bot_id"]
         out |= {"text": self.text or "", "blocks": self.blocks or []}
+        if metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         return out | ({"thread_ts": self.thread_ts} if self.thread_ts else {})
 
 
@@ -106,6 +111,14 @@ class Failure:
     status: int
     times: int
     retry_after: int
+
+
+@dataclass
+class Hold:
+    method: str
+    times: int
+    when: Callable[[dict[str, Any]], bool] | None = None
+    status: int | None = None  # answer with this HTTP error at once instead of holding
 
 
 @dataclass(eq=False)
@@ -153,6 +166,13 @@ class SlackApi:
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # envelope_id -> the ack
     ack_timeout: float = 5.0
     waiting: dict[str, tuple[Socket, asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+    # ts = epoch + 100 µs a message; set it to time.time() where `oldest`/`latest` matter
+    epoch: int = 1_700_000_000
+    holds: list[Hold] = field(default_factory=list)  # answers to keep back (see hold)
+    held: list[Call] = field(default_factory=list)  # calls done but not answered
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    scopes: set[str] | None = None  # the bot token's scopes; None: every scope
+    outside: set[str] = field(default_factory=set)  # channels the bot is not a member of
 
     @property
     def open_sockets(self) -> list[Socket]:
@@ -220,6 +240,31 @@ class SlackApi:
     def outage(self, on: bool = True) -> None:
         self.down = on
 
+    def hold(
+        self,
+        method: str,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+        status: int | None = None,
+    ) -> None:
+        """Do the next `times` calls of `method` (whose params pass `when`) but keep
+        their answer back until `release`: the message is stored, the client never
+        hears, as when the connection dies after Slack took a post. With `status`, the
+        call is done and answered with that HTTP error at once (a 5xx after the fact)."""
+        self.holds.append(Hold(method, times, when, status))
+
+    def holding(self, call: Call) -> Hold | None:
+        for hold in self.holds:
+            wanted = hold.when is None or hold.when(call.params)
+            if hold.method == call.method and hold.times > 0 and wanted:
+                hold.times -= 1
+                return hold
+        return None
+
+    def release(self) -> None:
+        self.holds.clear()
+        self.released.set()
+
     def of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
 
@@ -242,7 +287,7 @@ class SlackApi:
 
     def next_ts(self) -> str:
         self.clock += 100
-        return f"{1_700_000_000 + self.clock // 1_000_000}.{self.clock % 1_000_000:06d}"
+        return f"{self.epoch + self.clock // 1_000_000}.{self.clock % 1_000_000:06d}"
 
     def injected(self, method: str) -> Failure | None:
         if self.down:
@@ -282,6 +327,14 @@ class SlackApi:
         if not await self.refused(call, send):
             call.response = self.answer(call)
             self.calls.append(call)
+            hold = self.holding(call) if call.response.get("ok") else None
+            if hold is not None:
+                self.held.append(call)
+                if hold.status is not None:
+                    call.status = hold.status
+                    await respond(send, hold.status, b"upstream error", "text/html")
+                    return
+                await self.released.wait()  # the client may be gone by then
             await respond(send, 200, json.dumps(call.response).encode())
         for hook in self.on_call:
             hook(call)
@@ -444,10 +497,13 @@ class SlackApi:
     def do_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         if error := self.post_checks(p, ()):
             return error
+        if "metadata" in p and (error := metadata_error(p["metadata"])):
+            return {"ok": False, "error": error}
         warned = self.cut_text("chat.postMessage", p)
         message = Message(p["channel"], self.next_ts(), p.get("text"), p.get("blocks"))
         message.thread_ts = p.get("thread_ts") or None
         message.reply_broadcast = truthy(p.get("reply_broadcast"))
+        message.metadata = p.get("metadata")
         self.messages[message.channel].append(message)
         return {
             "ok": True,
@@ -542,6 +598,99 @@ class SlackApi:
             return {"ok": False, "error": "users_list_not_supplied"}
         return {"ok": True, "channel": {"id": ("D" if len(users) == 1 else "G") + "".join(users)}}
 
+    # -- reading history back: conversations.history and conversations.replies ---------
+    # https://docs.slack.dev/reference/methods/conversations.history
+    # https://docs.slack.dev/reference/methods/conversations.replies
+
+    def readable(self, p: dict[str, Any]) -> dict[str, Any] | None:
+        """The errors both methods share: the channel, the scope for its type, membership."""
+        channel = str(p.get("channel") or "")
+        if not CHANNEL_ID.fullmatch(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        # bot token scopes by conversation type (the methods' Scopes table)
+        needed = HISTORY_SCOPES[channel[0]]
+        if self.scopes is not None and needed not in self.scopes:
+            provided = ",".join(sorted(self.scopes))
+            return {"ok": False, "error": "missing_scope", "needed": needed, "provided": provided}
+        if channel in self.outside:
+            return {"ok": False, "error": "not_in_channel"}
+        return None
+
+    def window(self, p: dict[str, Any]) -> tuple[int, float, float, bool] | dict[str, Any]:
+        """`limit` (default 100, at most 999 for history), `oldest`/`latest` (Unix
+        timestamps; default 0 and now) and `inclusive` (default false)."""
+        raw_limit = p.get("limit", 100)
+        try:
+            limit = int(raw_limit)
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_limit"}
+        if not 1 <= limit <= HISTORY_LIMIT:
+            return {"ok": False, "error": "invalid_limit"}
+        bounds: list[float] = []
+        for key, default in (("oldest", 0.0), ("latest", float("inf"))):
+            value = p.get(key)
+            try:
+                bounds.append(float(value) if value not in (None, "") else default)
+            except (TypeError, ValueError):
+                return {"ok": False, "error": f"invalid_ts_{key}"}
+        return limit, bounds[0], bounds[1], truthy(p.get("inclusive"))
+
+    def page(self, p: dict[str, Any], found: list[Message], limit: int) -> dict[str, Any]:
+        """One page of `found` from `cursor` on, and the cursor of the next."""
+        start = 0
+        if p.get("cursor"):
+            try:
+                start = int(base64.b64decode(str(p["cursor"])).decode().removeprefix("next:"))
+            except ValueError:
+                return {"ok": False, "error": "invalid_cursor"}
+            if not 0 < start < len(found):
+                return {"ok": False, "error": "invalid_cursor"}
+        metadata = truthy(p.get("include_all_metadata"))
+        shown = found[start : start + limit]
+        more = start + limit < len(found)
+        cursor = base64.b64encode(f"next:{start + limit}".encode()).decode() if more else ""
+        out = {"ok": True, "messages": [m.to_dict(metadata) for m in shown], "has_more": more}
+        return out | {"response_metadata": {"next_cursor": cursor}}
+
+    def do_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Parent messages and replies broadcast to the channel, newest first."""
+        if error := self.readable(p):
+            return error
+        bounds = self.window(p)
+        if isinstance(bounds, dict):
+            return bounds
+        limit, oldest, latest, inclusive = bounds
+        found = [
+            m
+            for m in self.messages[str(p["channel"])]
+            if not m.user
+            and (not m.thread_ts or m.thread_ts == m.ts or m.reply_broadcast)
+            and in_window(float(m.ts), oldest, latest, inclusive)
+        ]
+        found.sort(key=lambda m: float(m.ts), reverse=True)
+        return self.page(p, found, limit) | {"pin_count": 0}
+
+    def do_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The thread's parent, then its replies oldest first."""
+        if error := self.readable(p):
+            return error
+        if not p.get("ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        parent = self.message(str(p["channel"]), str(p["ts"]))
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        bounds = self.window(p)
+        if isinstance(bounds, dict):
+            return bounds
+        limit, oldest, latest, inclusive = bounds
+        replies = [
+            m
+            for m in self.thread(parent.channel, parent.ts)
+            if not m.user and in_window(float(m.ts), oldest, latest, inclusive)
+        ]
+        replies.sort(key=lambda m: float(m.ts))
+        return self.page(p, [parent, *replies], limit)
+
     def do_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
         filename, length = p.get("filename"), str(p.get("length", ""))
         if not filename or not length.isdigit():
@@ -589,6 +738,38 @@ class SlackApi:
 
 
 SHAPE_ERRORS = {"invalid_arguments", "channel_not_found", "no_text", "invalid_blocks_format"}
+SHAPE_ERRORS |= {"invalid_metadata_format", "invalid_metadata_schema"}
+SHAPE_ERRORS |= {"invalid_limit", "invalid_ts_oldest", "invalid_ts_latest", "invalid_cursor"}
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{1,20}")
+HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
+HISTORY_LIMIT = 999  # conversations.history: "Maximum of 999"
+# Message metadata (https://docs.slack.dev/messaging/message-metadata and
+# https://docs.slack.dev/reference/metadata, the payload structure; errors
+# invalid_metadata_format / invalid_metadata_schema on
+# https://docs.slack.dev/reference/methods/chat.postMessage): an object with an
+# `event_type`, a human-readable alphanumeric name (snake_case in every example), and an
+# `event_payload` object. No size limit is published, so none is checked.
+METADATA_EVENT_TYPE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def metadata_error(metadata: Any) -> str | None:
+    """Why Slack would refuse this `metadata` argument, or None."""
+    if not isinstance(metadata, dict) or set(metadata) - {"event_type", "event_payload"}:
+        return "invalid_metadata_format"
+    event_type, payload = metadata.get("event_type"), metadata.get("event_payload")
+    if not isinstance(event_type, str) or not METADATA_EVENT_TYPE.fullmatch(event_type):
+        return "invalid_metadata_schema"
+    if not isinstance(payload, dict):
+        return "invalid_metadata_schema"
+    return None
+
+
+def in_window(ts: float, oldest: float, latest: float, inclusive: bool) -> bool:
+    if inclusive:
+        return oldest <= ts <= latest
+    return oldest < ts < latest
+
+
 UPLOAD = "upload"  # the recorded method of a POST to an upload URL
 
 
@@ -667,6 +848,7 @@ async def slack_api(
     try:
         yield api
     finally:
+        api.release()
         await api.close_sockets()
         server.should_exit = True
         await task

@@ -715,6 +715,9 @@ def test_slack_manifest_fills_in_the_interactivity_url_and_the_scopes() -> None:
         "users:read.email",
         "usergroups:read",
         "files:write",
+        "channels:history",
+        "groups:history",
+        "im:history",
     ]
     socket = json.loads(invoke(["slack", "manifest", "--socket-mode", "--format", "json"]).stdout)
     assert socket["settings"]["socket_mode_enabled"] is True

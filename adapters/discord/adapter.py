@@ -6,6 +6,13 @@ to try again: a 429 that discord.py would not wait out says when (`retry_after`)
 cannot mend (our message refused, the channel or message gone) is permanent. A 403
 (missing permissions) is *not* permanent: granting the permission mends it.
 
+Every message Signoff creates carries a `nonce` with `enforce_nonce` (discord.py
+sends `enforce_nonce: true` with any nonce), derived from its delivery and the part of
+it (a page is a ping and DMs): when a crash lost Discord's answer and the outbox sends
+again, Discord returns the first message instead of creating another, within the few
+minutes it remembers nonces
+(https://discord.com/developers/docs/resources/message#create-message).
+
 Every message is sent with `allowed_mentions` naming exactly who may be pinged: nobody
 for cards and summaries, the lane's approvers for a reminder, and the on-call role or
 person for a page. Nothing a workflow wrote can ping anyone.
@@ -16,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +34,7 @@ import discord
 
 from adapters.discord.embeds import CONTENT, fit, md, render_card
 from adapters.text import plain
-from bot.protocols import CardView, DeliveryFailed, MessageRef, Summary
+from bot.protocols import CardView, Delivery, DeliveryFailed, MessageRef, Summary
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,19 @@ def delivery_error(exc: Exception, what: str) -> DeliveryFailed:
         detail = f"HTTP {status} (code {exc.code}): {exc.text}".strip()
         return DeliveryFailed(f"Discord {what}: {detail}", permanent=status in (400, 404))
     return DeliveryFailed(f"Discord {what}: {type(exc).__name__}: {exc}")
+
+
+NONCE = 25  # characters at most (Create Message, `nonce`)
+
+
+def nonce_of(delivery: Delivery | None, part: str, fallback: str | None = None) -> str:
+    """The nonce of one message (`part`) of `delivery`: 24 hex characters, the same on
+    every try of that delivery. Without a delivery (called directly), one from
+    `fallback`, or a fresh one (nothing to recognise a repeat by)."""
+    seed = f"d{delivery.id}:{part}" if delivery is not None else fallback
+    if seed is None:
+        return secrets.token_hex(12)
+    return hashlib.blake2b(seed.encode(), digest_size=12).hexdigest()[:NONCE]
 
 
 def _remember(found: set[int], item: int) -> None:
@@ -157,12 +178,13 @@ class DiscordAdapter:
     def _channel(self, channel: str) -> discord.PartialMessageable:
         return self.client.get_partial_messageable(snowflake(channel))
 
-    async def post_card(self, channel: str, card: CardView) -> MessageRef:
+    async def post_card(
+        self, channel: str, card: CardView, *, delivery: Delivery | None = None
+    ) -> MessageRef:
         rendered = render_card(card)
-        # One card per case and channel: if a crash lost Discord's answer and the outbox
-        # sends again, Discord's nonce check returns the first message instead of a
-        # second card (within the few minutes Discord remembers nonces).
-        nonce = hashlib.blake2b(f"{card.case_id}:{channel}".encode(), digest_size=12).hexdigest()
+        # A card's nonce is its case and channel, whichever row posts it: one card per
+        # case and channel, also when a second row (or a direct call) posts it again.
+        nonce = nonce_of(None, "card", f"{card.case_id}:{channel}")
         sent = await self._call(
             "send card",
             lambda: self._channel(channel).send(
@@ -220,20 +242,34 @@ class DiscordAdapter:
             _remember(self._threads, message_id)
         return self.client.get_partial_messageable(message_id)
 
-    async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
+    async def notify(
+        self,
+        ref: MessageRef,
+        text: str,
+        mentions: Sequence[str] = (),
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         thread = await self._thread(ref)
         pings, allowed = mentions_of(mentions)
         said, _ = fit(text, CONTENT - len(pings) - 1)
         content = f"{pings} {said}".strip()
+        nonce = nonce_of(delivery, "reply")
         if thread is not None:
             await self._call(
-                "thread reply", lambda: thread.send(content=content, allowed_mentions=allowed)
+                "thread reply",
+                lambda: thread.send(content=content, allowed_mentions=allowed, nonce=nonce),
             )
             return
-        await self._reply(ref, "reply", content, allowed)
+        await self._reply(ref, "reply", content, allowed, nonce)
 
     async def _reply(
-        self, ref: MessageRef, what: str, content: str, allowed: discord.AllowedMentions
+        self,
+        ref: MessageRef,
+        what: str,
+        content: str,
+        allowed: discord.AllowedMentions,
+        nonce: str,
     ) -> None:
         """A message in the card's channel, as a reply to the card."""
         channel = self._channel(ref.ref.get("channel", ref.channel))
@@ -244,10 +280,18 @@ class DiscordAdapter:
                 content=content,
                 allowed_mentions=allowed,
                 reference=card.to_reference(fail_if_not_exists=False),
+                nonce=nonce,
             ),
         )
 
-    async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:
+    async def page(
+        self,
+        target: str,
+        card: CardView,
+        ref: MessageRef | None,
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         pings, allowed = mentions_of([target])
         title, _ = fit(card.title, 300)
         if ref is not None:
@@ -255,7 +299,8 @@ class DiscordAdapter:
                 f"{pings} 🚨 Stop the line: **{title}** needs on-call now. "
                 "Acknowledge on the card, then decide."
             )
-            await self._reply(ref, "page", text, allowed)
+            nonce = nonce_of(delivery, "page")
+            await self._reply(ref, "page", text, allowed, nonce)
         kind, _, ident = target.partition(":")
         if kind == "user" and ident.isdigit():
             where = await self._jump(ref) if ref is not None else ""
@@ -263,12 +308,14 @@ class DiscordAdapter:
                 dm = await self._call(
                     "open DM", lambda: self.client.create_dm(discord.Object(int(ident)))
                 )
+                dm_nonce = nonce_of(delivery, f"dm:{ident}")
                 await self._call(
                     "page by DM",
                     lambda: dm.send(
                         content=f"🚨 You are on call: stop-the-line case **{title}** needs "
                         f"you.{where}",
                         allowed_mentions=NOBODY,
+                        nonce=dm_nonce,
                     ),
                 )
             except DeliveryFailed as failed:
@@ -298,13 +345,18 @@ class DiscordAdapter:
             self._guilds[channel_id] = guild.id
         return f" https://discord.com/channels/{self._guilds[channel_id]}/{channel_id}/{ref.ref['message']}"
 
-    async def post_summary(self, channel: str, summary: Summary) -> None:
+    async def post_summary(
+        self, channel: str, summary: Summary, *, delivery: Delivery | None = None
+    ) -> None:
         text, _ = fit(summary.text, 4096)
         embed = discord.Embed(title=plain(summary.title, 256), description=text)
         files = [discord.File(io.BytesIO(data), filename=name) for name, data in summary.images]
+        nonce = nonce_of(delivery, "summary")
         await self._call(
             "summary",
-            lambda: self._channel(channel).send(embed=embed, files=files, allowed_mentions=NOBODY),
+            lambda: self._channel(channel).send(
+                embed=embed, files=files, allowed_mentions=NOBODY, nonce=nonce
+            ),
         )
 
 

@@ -7,7 +7,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 
-from bot.protocols import CardView, MessageRef, Summary
+from bot.protocols import CardView, Delivery, MessageRef, Summary
 
 log = logging.getLogger("signoff.cards")
 
@@ -39,12 +39,16 @@ def render(card: CardView) -> str:
 
 
 class LogAdapter:
+    """A log line repeated after a crash harms nobody: `delivery` is taken and not used."""
+
     platform = "log"
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
 
-    async def post_card(self, channel: str, card: CardView) -> MessageRef:
+    async def post_card(
+        self, channel: str, card: CardView, *, delivery: Delivery | None = None
+    ) -> MessageRef:
         ref = MessageRef(self.platform, channel, {"message": str(next(self._ids))})
         if log.isEnabledFor(logging.INFO):
             log.info(
@@ -65,13 +69,29 @@ class LogAdapter:
                 render(card),
             )
 
-    async def notify(self, ref: MessageRef, text: str, mentions: Sequence[str] = ()) -> None:
+    async def notify(
+        self,
+        ref: MessageRef,
+        text: str,
+        mentions: Sequence[str] = (),
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         log.info("thread of card %s in %s: %r", ref.ref.get("message"), ref.channel, text)
 
-    async def page(self, target: str, card: CardView, ref: MessageRef | None) -> None:
+    async def page(
+        self,
+        target: str,
+        card: CardView,
+        ref: MessageRef | None,
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         log.warning("PAGE %s: stop-the-line case %s: %r", target, card.case_id, card.title)
 
-    async def post_summary(self, channel: str, summary: Summary) -> None:
+    async def post_summary(
+        self, channel: str, summary: Summary, *, delivery: Delivery | None = None
+    ) -> None:
         log.info("summary for %s: %s\n%s", channel, summary.title, summary.text)
 
     async def identities(self, user_id: str) -> set[str]:

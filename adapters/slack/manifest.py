@@ -8,8 +8,14 @@
 | `users:read.email` | the clicker's e-mail, to refuse approving one's own request |
 | `usergroups:read` | `usergroups.users.list`, for approver and on-call groups |
 | `files:write` | charts in the weekly summary (`files_upload_v2`) |
+| `channels:history` | after a crash, finding a post already made in a public channel |
+| `groups:history` | the same in a private channel |
+| `im:history` | the same in a page's DM (`conversations.history` / `.replies`) |
 
-`views.open` and `chat.getPermalink` need no scope of their own.
+`views.open` and `chat.getPermalink` need no scope of their own; neither does the
+message metadata each post carries (https://docs.slack.dev/messaging/message-metadata);
+reading it back does (https://docs.slack.dev/reference/methods/conversations.history).
+Pages DM one person at a time, so `mpim:history` is not needed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ BOT_SCOPES = [
     "users:read.email",
     "usergroups:read",
     "files:write",
+    "channels:history",
+    "groups:history",
+    "im:history",
 ]
 EVENTS_PATH = "/slack/events"
 
