@@ -55,7 +55,7 @@ class Limit:
     most: int
     url: str
     path: str
-    least: int = 0
+    least: int = 0  # only where the docs give a range ("1-100"); required is separate
     note: str = ""
 
     def error(self, got: Any = None) -> dict[str, str]:
@@ -114,10 +114,10 @@ _TABLE = [
     Limit("embed.title", "length", 256, EMBED, "embeds.0.title"),
     Limit("embed.description", "length", 4096, EMBED, "embeds.0.description"),
     Limit("embed.fields", "count", 25, EMBED, "embeds.0.fields"),
-    Limit("embed.field.name", "length", 256, EMBED, "embeds.0.fields.0.name", least=1),
-    Limit("embed.field.value", "length", 1024, EMBED, "embeds.0.fields.0.value", least=1),
-    Limit("embed.footer.text", "length", 2048, EMBED, "embeds.0.footer.text", least=1),
-    Limit("embed.author.name", "length", 256, EMBED, "embeds.0.author.name", least=1),
+    Limit("embed.field.name", "length", 256, EMBED, "embeds.0.fields.0.name"),
+    Limit("embed.field.value", "length", 1024, EMBED, "embeds.0.fields.0.value"),
+    Limit("embed.footer.text", "length", 2048, EMBED, "embeds.0.footer.text"),
+    Limit("embed.author.name", "length", 256, EMBED, "embeds.0.author.name"),
     Limit(
         "embed.total",
         "total",
@@ -181,7 +181,6 @@ _TABLE = [
         4000,
         "https://github.com/discord-userdoccers/discord-userdoccers/pull/470",
         "components.0.content",
-        least=1,
     ),
     Limit(
         "custom_id",
@@ -204,7 +203,6 @@ _TABLE = [
         512,
         f"{COMPONENTS}#button-button-structure",
         "components.0.components.0.url",
-        least=1,
     ),
     Limit(
         "select.options",
@@ -242,7 +240,6 @@ _TABLE = [
         100,
         f"{COMPONENTS}#string-select-select-option-structure",
         "components.0.components.0.options.0.label",
-        least=1,
     ),
     Limit(
         "option.value",
@@ -250,7 +247,6 @@ _TABLE = [
         100,
         f"{COMPONENTS}#string-select-select-option-structure",
         "components.0.components.0.options.0.value",
-        least=1,
     ),
     Limit(
         "option.description",
@@ -261,7 +257,7 @@ _TABLE = [
     ),
     # -- modals (interaction callback type 9) --------------------------------------------
     Limit("modal.custom_id", "length", 100, MODAL, "data.custom_id", least=1),
-    Limit("modal.title", "length", 45, MODAL, "data.title", least=1),
+    Limit("modal.title", "length", 45, MODAL, "data.title"),
     Limit(
         "modal.components",
         "count",
@@ -278,7 +274,6 @@ _TABLE = [
         45,
         f"{COMPONENTS}#label-label-structure",
         "data.components.0.label",
-        least=1,
     ),
     Limit(
         "label.description",
@@ -310,7 +305,6 @@ _TABLE = [
         45,
         "https://github.com/discord/discord-api-docs/pull/4689",
         "data.components.0.components.0.label",
-        least=1,
         note="the deprecated label of a text input in an action row",
     ),
     Limit(

@@ -73,12 +73,10 @@ class Checker:
         elif not isinstance(value, str):
             error = {"code": "BASE_TYPE_STRING", "message": "Could not interpret value as string."}
             self.bad(path, f"must be a string, got {type(value).__name__}", error)
-        elif least > 0 and not value.strip():
+        elif (required or least > 0) and not value.strip():
             # Embed text is trimmed first (EMBED in discord_limits), so blank is missing;
             # elsewhere a blank required string is refused too (the stricter reading).
-            self.bad(
-                path, "must not be empty", REQUIRED if name.startswith("embed.") else limit.error()
-            )
+            self.bad(path, "must not be empty", REQUIRED if least == 0 else limit.error())
         elif len(value) < least:
             self.broke(path, limit, f"must be at least {least} characters, got {len(value)}")
         elif len(value) > limit.most:
@@ -222,8 +220,11 @@ class Checker:
             if defaults > (select.get("max_values") or 1):
                 self.bad(f"{path}.options", f"{defaults} default options exceed max_values")
         low, high = select.get("min_values"), select.get("max_values")
+        before = len(self.problems)
         self.integer(f"{path}.min_values", low, "select.min_values")
         self.integer(f"{path}.max_values", high, "select.max_values")
+        if len(self.problems) > before:
+            return  # out of range already: Discord reports that alone
         low_n = low if isinstance(low, int) else 1
         high_n = high if isinstance(high, int) else 1
         if low_n > high_n:
@@ -355,7 +356,7 @@ class Checker:
                 self.bad("flags", "with IS_COMPONENTS_V2, content and embeds must be empty")
             rows = self.items("components", components, "components.v2.total")
             count = sum(self.v2_component(f"components.{i}", c) for i, c in enumerate(rows))
-            if count > most("components.v2.total"):
+            if count > most("components.v2.total") and len(rows) <= most("components.v2.total"):
                 cap = most("components.v2.total")
                 what = f"must hold at most {cap} components in all, got {count}"
                 self.broke("components", LIMITS["components.v2.total"], what)
@@ -377,9 +378,11 @@ class Checker:
         else:  # a legacy text input in an action row carries its own label
             self.string(f"{path}.label", item.get("label"), "text_input.label", required=True)
         low, high = item.get("min_length"), item.get("max_length")
+        before = len(self.problems)
         self.integer(f"{path}.min_length", low, "text_input.min_length")
         self.integer(f"{path}.max_length", high, "text_input.max_length")
-        if isinstance(low, int) and isinstance(high, int) and low > high:
+        in_range = len(self.problems) == before
+        if in_range and isinstance(low, int) and isinstance(high, int) and low > high:
             self.bad(f"{path}.min_length", f"must not exceed max_length ({low} > {high})")
         value = item.get("value")
         self.string(f"{path}.value", value, "text_input.value")
