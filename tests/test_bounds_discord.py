@@ -1,0 +1,266 @@
+"""Nothing a workflow may send makes Discord refuse a card, an update, a modal or a thread
+reply: cases at every bound of the case body (bot/schemas.py), through the real Signoff
+and the real discord.py client, against the test server that enforces Discord's sourced
+limits (tests/discord_limits.py). What had to be cut ends with an ellipsis, and the card
+offers "Full context", whose file holds the whole case."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import orjson
+
+from bot.clock import FrozenClock
+from bot.schemas import MAX_BODY_BYTES, CaseIn
+from tests.conftest import case
+from tests.discord_api import Callback, Message
+from tests.discord_harness import CHANNELS, ROLES, DiscordWorld, discord_world
+from tests.test_discord import current, edited, field, told, verbs
+
+ELLIPSIS = "…"
+# Workflow text at its worst: markdown, mentions, a masked link, emoji (a ZWJ sequence and
+# a flag), combining marks, right-to-left override, quotes and backslashes.
+NASTY = (
+    "*b* _i_ ~~s~~ `c` ||sp|| > q # h -# s [x](https://e.vil) @everyone @here "
+    "<@&300000000000000001> <@400000000000000001> <#200000000000000001> :smile: "
+    "👩🏽‍💻 🇪🇺 e\u0301 Z\u0338\u0321\u0322a\u0336l\u0334g\u0337o\u0335 \u202eevil\u202c "
+    "\"' \\ \\* 日本語 "
+)
+REVIEWER = "400000000000000021"  # a reviewer with the longest username Discord allows
+REVIEWER_NAME = "r" * 32
+
+
+def text(length: int, pattern: str = NASTY) -> str:
+    """Exactly `length` code points of `pattern`, repeated."""
+    return (pattern * (length // len(pattern) + 1))[:length]
+
+
+def longest_text() -> dict[str, Any]:
+    """The longest title, question, summary, rationale and names, all nasty."""
+    return case(
+        title=text(300),
+        question=text(3000),
+        summary=text(40_000) + "\n" + "x" * 59_999,
+        recommendation={
+            "action": "approve",
+            "confidence": 0.8,
+            "rationale": text(10_000),
+            "alternatives": [
+                {"action": text(100), "confidence": 0.1, "rationale": text(2000)} for _ in range(10)
+            ],
+        },
+        flags=[f"flag.{n:02d}:" + "f" * 56 for n in range(50)],
+        requested_by=text(256),
+        risk={
+            "level": "high",
+            "amount": 1e15,
+            "currency": "EUR",
+            "reversible": True,
+            "customer_tier": text(64),
+            "compliance": ["c" * 64] * 20,
+        },
+    )
+
+
+def most_facts() -> dict[str, Any]:
+    """500 facts (the most) with the longest keys; as long values as fit in a body."""
+    facts: dict[str, Any] = {f"{n:03d}" + text(97): text(150) for n in range(500)}
+    return case(
+        kind="k" * 64,
+        title=text(300, "👩🏽‍💻e\u0301"),
+        question="?" * 3000,
+        facts=facts,
+        metadata={f"m{n}" + "k" * 90: "v" * 100 for n in range(50)},
+        idempotency_key="i" * 200,
+    )
+
+
+def most_links() -> dict[str, Any]:
+    """50 evidence links (the most) with the longest URLs and labels, 20 policy links, and
+    100 history entries (as long as fit in a body); in the expert lane, so it escalates."""
+    url = "https://evidence.example.com/" + "p" * (2048 - 29)
+    return case(
+        **{"recommendation.confidence": 0.6},
+        title="T" * 300,
+        question=text(3000),
+        evidence=[
+            {"label": text(200), "url": f"{url[:-3]}{n:03d}", "excerpt": text(500)}
+            for n in range(50)
+        ],
+        policy_refs=[{"label": text(200), "url": url[:1024]} for _ in range(20)],
+        history=[
+            {"text": text(200), "at": "2026-01-01T00:00:00Z", "actor": text(200)}
+            for _ in range(100)
+        ],
+    )
+
+
+def everything() -> dict[str, Any]:
+    """Every part of the card past what the card shows, at once."""
+    url = "https://docs.example.com/" + "q" * 400
+    return case(
+        title=text(300),
+        question=text(3000),
+        summary=text(3000),
+        recommendation={"action": "approve", "confidence": 0.8, "rationale": text(2000)},
+        flags=[f"flag{n:02d}" + "f" * 58 for n in range(50)],
+        facts={f"{n:02d}" + text(98): text(300) for n in range(30)},
+        evidence=[{"label": text(200), "url": url, "excerpt": text(500)} for _ in range(10)],
+        policy_refs=[{"label": text(200), "url": url} for _ in range(10)],
+        history=[{"text": text(2000)} for _ in range(10)],
+    )
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def assert_accepted(world: DiscordWorld) -> None:
+    assert world.discord.violations == []
+    refused = [(c.key, c.status, c.response) for c in world.discord.errors]
+    assert refused == []
+
+
+def assert_cut_marked(card: Message) -> None:
+    """A card that had to cut something says so: the title and the question end with an
+    ellipsis, and "Full context" is offered."""
+    embed = card.embeds[0]
+    assert embed["title"].endswith(ELLIPSIS)
+    assert "full_context" in verbs(card)
+
+
+async def full_context(world: DiscordWorld, card: Message, body: dict[str, Any]) -> str:
+    answer = await world.reviewers.click(card, "full_context", REVIEWER)
+    assert answer.type == 4, answer.data
+    whole = answer.files[0].data.decode()
+    for key in ("title", "question"):
+        assert body[key] in whole
+    return whole
+
+
+async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(sqlite_url: str) -> None:
+    bodies = {
+        "text": longest_text(),
+        "facts": most_facts(),
+        "links": most_links(),
+        "everything": everything(),
+    }
+    for body in bodies.values():
+        CaseIn.model_validate(body)  # each is a valid case, at the bounds
+        assert len(orjson.dumps(body)) <= MAX_BODY_BYTES, len(orjson.dumps(body))
+
+    clock = FrozenClock()
+    async with discord_world(sqlite_url, clock=clock) as world:
+        world.discord.add_member(REVIEWER, REVIEWER_NAME, roles=[ROLES["reviewers"]])
+        world.discord.add_member(REVIEWER.replace("21", "22"), "e" * 32, roles=[ROLES["experts"]])
+        ids = {name: (await world.api.submit(body))["id"] for name, body in bodies.items()}
+        cards = {name: await world.card_for(case_id) for name, case_id in ids.items()}
+        assert_accepted(world)
+        for name, card in cards.items():
+            assert_cut_marked(card)
+            whole = await full_context(world, card, bodies[name])
+            if name == "facts":
+                assert all(key in whole for key in bodies["facts"]["facts"])
+            if name == "links":
+                assert all(e["url"] in whole for e in bodies["links"]["evidence"])
+                assert all(e["excerpt"] in whole for e in bodies["links"]["evidence"])
+        assert bodies["text"]["summary"] in await full_context(world, cards["text"], bodies["text"])
+
+        # The modals a click opens: decision (a select of codes, and a typed code where the
+        # kind has none) and request-info.
+        for name in ("text", "facts", "everything"):
+            for verb in ("approve", "reject", "request_info"):
+                opened = await world.reviewers.click(cards[name], verb, REVIEWER)
+                assert opened.type == 9, opened.data
+        assert_accepted(world)
+
+        # Request info with the longest question the modal takes; the workflow answers
+        # with the longest text it may send.
+        card = cards["text"]
+        opened = await world.reviewers.click(card, "request_info", REVIEWER)
+        question = text(4000)
+        asked = await world.reviewers.submit(opened.data, REVIEWER, question=question)
+        assert "Your question went to the workflow" in told(asked)
+        await world.discord.wait_for(lambda d: d.thread(card.id))
+        waiting = await edited(world, card)
+        assert "Waiting for the workflow to answer" in field(waiting, "Status")
+        answer = await world.api.post(
+            f"/v1/escalations/{ids['text']}/info",
+            {"text": text(10_000), "facts": {f"new{n}": text(2000) for n in range(40)}},
+        )
+        assert answer.status_code == 200, answer.text
+        await world.discord.wait_for(lambda d: len(d.thread(card.id)) >= 2)
+        asked_reply, answered_reply = world.discord.thread(card.id)[:2]
+        assert asked_reply.content.endswith(ELLIPSIS)
+        assert answered_reply.content.endswith(ELLIPSIS)
+        back = await edited(world, card, 2)
+        assert "request_info" in verbs(back)
+        assert_accepted(world)
+
+        # Reject (overriding the AI) with the longest reasoning the modal takes.
+        decided = await decide(world, back, "reject", "policy_violation", text(4000))
+        assert told(decided) == "Recorded: you rejected this case."
+        final = await edited(world, card, 3)
+        assert verbs(final) == ["full_context"]  # the rest stays readable after a decision
+        assert "Rejected" in field(final, "Status")
+        await world.discord.wait_for(lambda d: len(d.thread(card.id)) >= 3)
+        assert_accepted(world)
+
+        # Approve (agreeing with the AI) the case that fills every part of the card, with
+        # the longest reasoning: the decided card still fits.
+        full = cards["everything"]
+        decided = await decide(world, full, "approve", "policy_match", text(4000))
+        assert told(decided) == "Recorded: you approved this case."
+        shown = await edited(world, full)
+        assert "Approved" in field(shown, "Status")
+        assert field(shown, "Status").endswith(ELLIPSIS)  # the reasoning, cut
+        whole = await full_context(world, shown, bodies["everything"])
+        assert " ".join(text(4000).split()) in " ".join(whole.split())
+        assert_accepted(world)
+
+        # The facts case waits out its SLA: reminders, at risk, expired by timeout.
+        facts_card = cards["facts"]
+        await asyncio.sleep(0.1)  # the deliveries recorded before the clock jumps a lease
+        for hours in (2, 1.3, 1):
+            clock.advance(hours * 3600)
+            await world.runtime.sla.sweep()
+        await world.discord.wait_for(
+            lambda d: "Expired" in json.dumps(current(world, facts_card).embeds)
+        )
+        assert verbs(current(world, facts_card)) == ["full_context"]
+        # The links case (expert lane) escalates after 24 hours: a new card on call,
+        # a note in its thread and a page.
+        clock.advance(20 * 3600)
+        await world.runtime.sla.sweep()
+
+        def oncall_cards(d: Any) -> list[Message]:
+            return [m for m in d.messages[CHANNELS["oncall"]] if m.embeds]
+
+        await world.discord.wait_for(lambda d: oncall_cards(d))
+        await world.discord.wait_for(lambda d: d.thread(cards["links"].id))
+        await world.discord.wait_for(
+            lambda d: any(m.message_reference for m in d.messages[CHANNELS["oncall"]])
+        )
+        escalated = oncall_cards(world.discord)[0]
+        assert_cut_marked(escalated)
+        await asyncio.sleep(0.3)  # any update still on its way is checked too
+        assert_accepted(world)
+        for messages in world.discord.messages.values():
+            for message in messages:
+                assert len(message.content) <= 2000
+                for item in strings(message.embeds):
+                    assert "\ufffd" not in item  # nothing was cut inside a character
+
+
+async def decide(world: DiscordWorld, card: Message, verb: str, code: str, reason: str) -> Callback:
+    opened = await world.reviewers.click(card, verb, REVIEWER)
+    assert opened.type == 9, opened.data
+    return await world.reviewers.submit(opened.data, REVIEWER, code=code, reason=reason)
