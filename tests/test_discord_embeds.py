@@ -4,6 +4,7 @@ checked by the test server's own (hand-written) checker; markdown escaping is ex
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from adapters.discord.embeds import (
     BUTTON_ID,
     decision_modal,
     fit,
+    full_context,
     info_modal,
     link,
     md,
@@ -25,7 +27,7 @@ from adapters.discord.embeds import (
     who,
 )
 from adapters.discord.invite import client_id_from_token, invite_url, permissions
-from bot.protocols import CardView, Link
+from bot.protocols import CardView, Fact, Link, Outcome
 from tests.discord_api import discord_api
 from tests.discord_limits import LIMITS, nest
 from tests.discordkit import (
@@ -555,3 +557,74 @@ async def test_the_stand_in_refuses_over_limit_requests_from_discord_py_as_disco
         finally:
             await bot.close()
             discord.http.Route.BASE = base
+
+
+# -- whatever is cut ends with an ellipsis and offers the rest ------------------------------
+
+LONG = "word " * 1200  # 6000 characters
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+ONE_CUT: dict[str, dict[str, Any]] = {
+    "title": {"title": LONG[:300]},
+    "question": {"question": LONG[:3000]},
+    "summary": {"summary": LONG},
+    "rationale": {"rationale": LONG},
+    "rule": {"rule": LONG[:300]},
+    "why": {"why": [LONG[:500]]},
+    "flags": {"flags": ["f" * 64] * 50},
+    "evidence label": {"evidence": [Link(LONG[:200] + "*" * 100, "https://e.x/1")]},
+    "excerpt": {"evidence": [Link("Receipt", "https://e.x/1", LONG[:500])]},
+    "long url": {"evidence": [Link("Receipt", "https://e.x/" + "u" * 600)]},
+    "many links": {"policy_refs": [Link(f"P{n}", f"https://e.x/{n}") for n in range(20)]},
+    "history line": {"history": [LONG[:2000]]},
+    "much history": {"history": [f"step {n}" for n in range(20)]},
+    "fact value": {"facts": [Fact("amount", LONG[:2000])]},
+    "many facts": {"facts": [Fact(f"f{n}", "v") for n in range(40)]},
+    "reasoning": {
+        "status": "rejected",
+        "outcome": Outcome("reject", "human", "discord:1", "other", LONG[:4000], NOW),
+    },
+    "waiting question": {"status": "info_requested", "info_question": LONG[:4000]},
+}
+
+
+@pytest.mark.parametrize("what", sorted(ONE_CUT))
+def test_every_cut_ends_with_an_ellipsis_and_offers_full_context(what: str) -> None:
+    card = _card(**ONE_CUT[what])
+    assert not render_card(_card()).cut  # the card alone cuts nothing
+    rendered = render_card(card)
+    assert rendered.cut
+    message = message_of(card)
+    assert check_message(message) == []
+    ids = [c["custom_id"] for row in message["components"] for c in row["components"]]
+    assert f"signoff:full_context:{card.case_id}" in ids
+    shown = json.dumps(message["embeds"], ensure_ascii=False)
+    assert "…" in shown or "in the full context" in shown
+    whole = full_context(card)
+    for text in strings(ONE_CUT[what]):
+        assert text in whole  # the rest is in the file
+
+
+def strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) > 64 else []
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in strings(v)]
+    if isinstance(value, (Link, Fact)):
+        return [s for v in vars(value).values() for s in strings(v)]
+    if isinstance(value, Outcome):
+        return strings(value.reason)
+    return []
+
+
+def test_a_card_with_every_part_at_its_longest_fits_6000_characters() -> None:
+    everything: dict[str, Any] = {}
+    for changes in ONE_CUT.values():
+        everything |= changes
+    everything["evidence"] = [Link(LONG[:200], "https://e.x/" + "u" * 500, LONG[:500])] * 50
+    everything["policy_refs"] = [Link(LONG[:200], "https://e.x/" + "u" * 500)] * 20
+    everything["history"] = [LONG[:2000]] * 100
+    everything["facts"] = [Fact(LONG[:100], LONG[:2000])] * 500
+    rendered = render_card(_card(**everything))
+    assert len(rendered.embed) <= 6000
+    assert check_message(message_of(_card(**everything))) == []
+    assert rendered.cut

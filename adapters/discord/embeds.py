@@ -45,6 +45,7 @@ BUDGET = 5800  # of EMBED_TOTAL (title, description, fields and footer together)
 SCALES = (1.0, 0.75, 0.5, 0.3, 0.15, 0.0)  # how far limits shrink when a card is too big
 MIN_SHOWN = 40  # the shortest any cut text gets (with its ellipsis)
 FOOTER_SHOWN = 200
+MORE_FACTS = "*and {} more facts in the full context*"  # {} is at most 3 digits wide
 LINK_URL = 512  # the longest URL a masked link takes (a link button's limit, the stricter)
 
 # custom_id: `signoff:<verb>:<case>` on buttons, `signoff:form:<verb>:<case>` on modals
@@ -225,9 +226,12 @@ def _render(card: CardView, scale: float) -> tuple[discord.Embed, bool]:
         if items:
             tail.append((name, _links(items, cuts)))
     if card.history:
-        recent = card.history[-HISTORY_ON_CARD:]
+        recent = [cuts.fit(h, 300) for h in card.history[-HISTORY_ON_CARD:]]
+        if len(card.history) > HISTORY_ON_CARD:
+            earlier = len(card.history) - HISTORY_ON_CARD
+            recent.insert(0, f"*{earlier} earlier in the full context*")
         limit = max(MIN_SHOWN, int(FIELD_VALUE * scale))
-        text, c = _join([cuts.fit(h, 300) for h in recent], limit)
+        text, c = _join(recent, limit)
         cuts.mark(c or len(card.history) > HISTORY_ON_CARD)
         tail.append(("History", text))
     if card.due_at is not None and card.outcome is None:
@@ -244,17 +248,17 @@ def _render(card: CardView, scale: float) -> tuple[discord.Embed, bool]:
     used = len(title) + len(embed.description or "") + len(footer)
     used += sum(len(n) + len(v) for n, v in tail)
     facts = list(card.facts[:FACTS_ON_CARD])
-    cuts.mark(len(card.facts) > len(facts))
-    room = min(FIELDS - len(tail), len(facts))
+    room = min(FIELDS - len(tail) - 1, len(facts))  # a field kept for the note on the rest
     for fact in facts[:room]:
         name = cuts.fit(fact.label.strip(), 200) or "—"
         value = cuts.fit(fact.value.strip(), FACT_VALUE) or "—"  # Discord refuses a blank
-        if used + len(name) + len(value) > BUDGET:
-            cuts.mark(True)
+        if used + len(name) + len(value) > BUDGET - len(MORE_FACTS) - 2:
             break
         used += len(name) + len(value)
         embed.add_field(name=name, value=value, inline=True)
-    cuts.mark(len(embed.fields) < len(card.facts))
+    if omitted := len(card.facts) - len(embed.fields):
+        cuts.mark(True)
+        embed.add_field(name="…", value=MORE_FACTS.format(omitted), inline=False)
     for name, value in tail:
         embed.add_field(name=name, value=value.strip() or "—", inline=False)
     embed.set_footer(text=footer)
