@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from bot.clock import FrozenClock
 from bot.schemas import MAX_BODY_BYTES, CaseIn
 from tests.conftest import case
 from tests.discord_api import Callback, Message
-from tests.discord_harness import CHANNELS, ROLES, DiscordWorld, discord_world
+from tests.discord_harness import CHANNELS, DISCORD_POLICY, ROLES, DiscordWorld, discord_world
 from tests.test_discord import current, edited, field, told, verbs
 
 ELLIPSIS = "…"
@@ -30,6 +31,7 @@ NASTY = (
 )
 REVIEWER = "400000000000000021"  # a reviewer with the longest username Discord allows
 REVIEWER_NAME = "r" * 32
+LONG_KIND = "k" * 64
 
 
 def text(length: int, pattern: str = NASTY) -> str:
@@ -68,7 +70,7 @@ def most_facts() -> dict[str, Any]:
     """500 facts (the most) with the longest keys; as long values as fit in a body."""
     facts: dict[str, Any] = {f"{n:03d}" + text(97): text(150) for n in range(500)}
     return case(
-        kind="k" * 64,
+        kind=LONG_KIND,
         title=text(300, "👩🏽‍💻e\u0301"),
         question="?" * 3000,
         facts=facts,
@@ -146,7 +148,21 @@ async def full_context(world: DiscordWorld, card: Message, body: dict[str, Any])
     return whole
 
 
-async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(sqlite_url: str) -> None:
+def policy_with_most_codes(folder: Path) -> Path:
+    """The Discord tests' policy, plus the longest kind with the most reason codes (so its
+    decision modal asks for a typed code and lists them all)."""
+    codes = ", ".join(f"code_{n:02d}_" + "x" * 56 for n in range(50))
+    policy = DISCORD_POLICY.read_text().replace(
+        "kinds:\n", f"kinds:\n  {LONG_KIND}:\n    reason_codes: [{codes}]\n", 1
+    )
+    path = folder / "policy.yaml"
+    path.write_text(policy)
+    return path
+
+
+async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     bodies = {
         "text": longest_text(),
         "facts": most_facts(),
@@ -158,7 +174,8 @@ async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(sqlite_ur
         assert len(orjson.dumps(body)) <= MAX_BODY_BYTES, len(orjson.dumps(body))
 
     clock = FrozenClock()
-    async with discord_world(sqlite_url, clock=clock) as world:
+    policy = policy_with_most_codes(tmp_path)
+    async with discord_world(sqlite_url, clock=clock, policy=str(policy)) as world:
         world.discord.add_member(REVIEWER, REVIEWER_NAME, roles=[ROLES["reviewers"]])
         world.discord.add_member(REVIEWER.replace("21", "22"), "e" * 32, roles=[ROLES["experts"]])
         ids = {name: (await world.api.submit(body))["id"] for name, body in bodies.items()}
@@ -180,6 +197,10 @@ async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(sqlite_ur
             for verb in ("approve", "reject", "request_info"):
                 opened = await world.reviewers.click(cards[name], verb, REVIEWER)
                 assert opened.type == 9, opened.data
+                if name == "facts" and verb != "request_info":
+                    listed = opened.data["components"][0]
+                    assert listed["type"] == 10  # every code, above the typed-code box
+                    assert "code\\_49\\_" in listed["content"]
         assert_accepted(world)
 
         # Request info with the longest question the modal takes; the workflow answers

@@ -628,3 +628,16 @@ def test_a_card_with_every_part_at_its_longest_fits_6000_characters() -> None:
     assert len(rendered.embed) <= 6000
     assert check_message(message_of(_card(**everything))) == []
     assert rendered.cut
+
+
+def test_past_25_reason_codes_the_modal_lists_them_all_above_the_typed_code() -> None:
+    codes = [f"code_{n:02d}_" + "x" * 56 for n in range(50)]  # the most a policy allows
+    modal = decision_modal(_card(reason_codes=codes), "reject").to_dict()
+    assert check_modal(modal) == []
+    shown = modal["components"][0]
+    assert shown["type"] == 10
+    assert all(md(code) in shown["content"] for code in codes)  # 50 of 64 fit in 4000
+    few = decision_modal(_card(reason_codes=[f"c{n}" for n in range(26)]), "reject").to_dict()
+    assert few["components"][0]["type"] == 10
+    assert all(f"c{n}" in few["components"][0]["content"] for n in range(26))
+    assert [c["type"] for c in few["components"]] == [10, 18, 18]

@@ -37,6 +37,7 @@ LABEL_DESCRIPTION = 100
 OPTIONS = 25
 OPTION_TEXT = 100
 TEXT_INPUT = 4000
+TEXT_DISPLAY = 4000
 FACTS_ON_CARD = 15
 FACT_VALUE = 300
 LINKS_ON_CARD = 8
@@ -369,7 +370,10 @@ def decision_modal(card: CardView, verb: str, draft: str | None = None) -> disco
         described = None
     else:
         code = discord.ui.TextInput(custom_id=CODE_INPUT, max_length=100, required=True)
-        described = plain("One of: " + ", ".join(codes), LABEL_DESCRIPTION) if codes else None
+        listed = "One of: " + ", ".join(codes)
+        described = plain(listed, LABEL_DESCRIPTION) if codes else None
+        if codes and len(listed) > LABEL_DESCRIPTION:  # the whole list, above the box
+            modal.add_item(discord.ui.TextDisplay(fit(listed, TEXT_DISPLAY)[0]))
     modal.add_item(discord.ui.Label(text="Reason code", component=code, description=described))
     required, hint = reasoning_rule(card, verb)
     modal.add_item(
