@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from adapters.discord.embeds import decision_modal, full_context, info_modal, render_card
 from bot.clock import FrozenClock
+from bot.protocols import CardView, Fact, Link, Outcome
 from bot.schemas import MAX_BODY_BYTES, CaseIn
 from tests.conftest import case
 from tests.discord_api import Callback, Message
 from tests.discord_harness import CHANNELS, DISCORD_POLICY, ROLES, DiscordWorld, discord_world
+from tests.discordkit import check_message, check_modal
 from tests.test_discord import current, edited, field, told, verbs
 
 ELLIPSIS = "…"
@@ -139,7 +145,7 @@ def assert_cut_marked(card: Message) -> None:
     assert "full_context" in verbs(card)
 
 
-async def full_context(world: DiscordWorld, card: Message, body: dict[str, Any]) -> str:
+async def read_full_context(world: DiscordWorld, card: Message, body: dict[str, Any]) -> str:
     answer = await world.reviewers.click(card, "full_context", REVIEWER)
     assert answer.type == 4, answer.data
     whole = answer.files[0].data.decode()
@@ -183,13 +189,14 @@ async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(
         assert_accepted(world)
         for name, card in cards.items():
             assert_cut_marked(card)
-            whole = await full_context(world, card, bodies[name])
+            whole = await read_full_context(world, card, bodies[name])
             if name == "facts":
                 assert all(key in whole for key in bodies["facts"]["facts"])
             if name == "links":
                 assert all(e["url"] in whole for e in bodies["links"]["evidence"])
                 assert all(e["excerpt"] in whole for e in bodies["links"]["evidence"])
-        assert bodies["text"]["summary"] in await full_context(world, cards["text"], bodies["text"])
+        whole = await read_full_context(world, cards["text"], bodies["text"])
+        assert bodies["text"]["summary"] in whole
 
         # The modals a click opens: decision (a select of codes, and a typed code where the
         # kind has none) and request-info.
@@ -243,7 +250,7 @@ async def test_cases_at_every_bound_are_accepted_everywhere_on_discord(
         shown = await edited(world, full)
         assert "Approved" in field(shown, "Status")
         assert field(shown, "Status").endswith(ELLIPSIS)  # the reasoning, cut
-        whole = await full_context(world, shown, bodies["everything"])
+        whole = await read_full_context(world, shown, bodies["everything"])
         assert " ".join(text(4000).split()) in " ".join(whole.split())
         assert_accepted(world)
 
@@ -285,3 +292,80 @@ async def decide(world: DiscordWorld, card: Message, verb: str, code: str, reaso
     opened = await world.reviewers.click(card, verb, REVIEWER)
     assert opened.type == 9, opened.data
     return await world.reviewers.submit(opened.data, REVIEWER, code=code, reason=reason)
+
+
+# -- the same, drawn: every part empty, short or at its bound, in any mix -----------------
+
+
+def sized(most: int) -> st.SearchStrategy[str]:
+    """Text of no, a little or the most length allowed, from the nasty pattern at a
+    drawn offset (so that cuts fall on every kind of character)."""
+    return st.tuples(st.sampled_from([0, 1, 17, most]), st.integers(0, len(NASTY) - 1)).map(
+        lambda n_at: text(n_at[0], NASTY[n_at[1] :] + NASTY[: n_at[1]])
+    )
+
+
+def counted(most: int) -> st.SearchStrategy[int]:
+    return st.sampled_from([0, 1, most])
+
+
+@st.composite
+def extreme_cards(draw: st.DrawFn) -> CardView:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    decided = draw(st.booleans())
+    reason = draw(sized(4000)) or None
+    outcome = Outcome("reject", "human", f"discord:{REVIEWER}", "other", reason, at)
+    url = "https://e.x/" + "u" * draw(st.sampled_from([1, 500, 2036]))
+    return CardView(
+        case_id="0" * 64,
+        lane=draw(st.sampled_from(["review", "expert", "stop_the_line"])),
+        kind="k" * draw(st.sampled_from([1, 64])),
+        status="rejected" if decided else draw(st.sampled_from(["pending", "info_requested"])),
+        title=draw(sized(300)) or "t",
+        question=draw(sized(3000)) or "q",
+        summary=draw(sized(100_000)),
+        recommended_action="approve",
+        confidence=0.8,
+        rationale=draw(sized(10_000)),
+        runner_up=draw(st.sampled_from([None, "r" * 100])),
+        runner_up_confidence=0.1,
+        hide_recommendation=draw(st.booleans()),
+        rule=draw(sized(300)) or "rule",
+        flags=["f" * 64] * draw(counted(50)),
+        facts=[Fact(draw(sized(100)) or "k", draw(sized(2000)))] * draw(counted(500)),
+        evidence=[Link(draw(sized(200)) or "e", url, draw(sized(5000)))] * draw(counted(50)),
+        policy_refs=[Link(draw(sized(200)) or "p", url)] * draw(counted(20)),
+        history=[draw(sized(2000)) or "h"] * draw(counted(100)),
+        due_at=None if decided else at,
+        actions=[] if decided else ["approve", "reject", "request_info"],
+        reason_codes=draw(st.sampled_from([["other"], [f"c{n}" for n in range(50)]])),
+        needs_ack=draw(st.booleans()),
+        outcome=outcome if decided else None,
+        votes=[outcome] * draw(st.sampled_from([0, 2])),
+        info_question=draw(sized(4000)) or None,
+        why=[draw(sized(300))] * draw(counted(10)),
+        claimed_by=draw(st.sampled_from([None, f"discord:{REVIEWER}", "slack:" + "U" * 64])),
+        sla_state=draw(st.sampled_from([None, "at_risk", "overdue"])),
+    )
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extreme_cards())
+def test_any_mix_of_bounds_renders_a_card_and_forms_discord_accepts(card: CardView) -> None:
+    rendered = render_card(card)
+    message = {
+        "embeds": [rendered.embed.to_dict()],
+        "components": rendered.view.to_components(),
+        "allowed_mentions": {"parse": []},
+    }
+    assert check_message(message) == []
+    assert len(rendered.embed) <= 6000
+    ids = [c["custom_id"] for row in message["components"] for c in row["components"]]
+    assert (f"signoff:full_context:{card.case_id}" in ids) == rendered.cut
+    if rendered.cut:
+        whole = full_context(card)
+        assert card.title in whole
+        assert card.question in whole
+    for verb in ("approve", "reject"):
+        assert check_modal(decision_modal(card, verb, draft=text(5000)).to_dict()) == []
+    assert check_modal(info_modal(card, draft=text(5000)).to_dict()) == []
