@@ -16,7 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.discord.embeds import decision_modal, full_context, info_modal, render_card
+from adapters.discord.embeds import decision_modal, full_context, info_modal, md, render_card
 from bot.clock import FrozenClock
 from bot.protocols import CardView, Fact, Link, Outcome
 from bot.schemas import MAX_BODY_BYTES, CaseIn
@@ -366,6 +366,11 @@ def test_any_mix_of_bounds_renders_a_card_and_forms_discord_accepts(card: CardVi
         whole = full_context(card)
         assert card.title in whole
         assert card.question in whole
+    else:  # nothing cut: every part is on the card, whole
+        shown = json.dumps(message["embeds"], ensure_ascii=False)
+        parts = [card.question, card.summary, card.rule, *card.history]
+        parts += [f.value.strip() for f in card.facts] + [e.excerpt for e in card.evidence]
+        assert all(json.dumps(md(p), ensure_ascii=False)[1:-1] in shown for p in parts)
     for verb in ("approve", "reject"):
         assert check_modal(decision_modal(card, verb, draft=text(5000)).to_dict()) == []
     assert check_modal(info_modal(card, draft=text(5000)).to_dict()) == []
