@@ -36,14 +36,22 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.conftest import free_port
-from tests.discordkit import check_message, check_modal, errors_object
+from tests.discord_limits import LIMITS, most
+from tests.discordkit import (
+    Problem,
+    errors_object,
+    errors_tree,
+    message_problems,
+    modal_problems,
+    thread_problems,
+)
 
 API_VERSION = 10
 DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 HAS_THREAD = 1 << 5
-ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+ATTACHMENT_SIZE_LIMIT = most("file.size")  # the default a server without boosts has
 PERMISSIONS = "2248473465835073"  # what a member and the app may do in the channel
 HEARTBEAT_INTERVAL_MS = 41250
 MESSAGE_TYPES = {2, 3}  # interaction types that carry a message component / modal submit
@@ -87,8 +95,11 @@ class ApiError(Exception):
         return out | ({"errors": self.errors} if self.errors else {})
 
 
-def invalid_form(problems: list[str]) -> ApiError:
-    return ApiError(400, 50035, "Invalid Form Body", errors_object(problems))
+def invalid_form(problems: Sequence[Problem | str]) -> ApiError:
+    found = [p for p in problems if isinstance(p, Problem)]
+    lines = [p for p in problems if isinstance(p, str)]
+    errors = errors_tree(found) if not lines else errors_object([str(p) for p in problems])
+    return ApiError(400, 50035, "Invalid Form Body", errors)
 
 
 @dataclass
@@ -856,7 +867,7 @@ class DiscordApi:
             raise ApiError(404, 10008, "Unknown Message")
         return message
 
-    def check(self, call: Call, problems: list[str]) -> None:
+    def check(self, call: Call, problems: Sequence[Problem | str]) -> None:
         if problems:
             self.violations += [f"{call.key}: {problem}" for problem in problems]
             raise invalid_form(problems)
@@ -869,6 +880,11 @@ class DiscordApi:
     def attachments_of(self, body: dict[str, Any], files: list[File]) -> list[Attachment]:
         out: list[Attachment] = []
         described = {str(a.get("id")): a for a in body.get("attachments") or [] if "id" in a}
+        if len(files) > most("files"):
+            what = f"must have at most {most('files')} files, got {len(files)}"
+            raise invalid_form([Problem("files", what, **LIMITS["files"].error())])
+        if sum(len(f.data) for f in files) > most("request.size"):
+            raise ApiError(413, 40005, "Request entity too large")
         for file in files:
             if len(file.data) > ATTACHMENT_SIZE_LIMIT:
                 raise ApiError(413, 40005, "Request entity too large")
@@ -916,7 +932,7 @@ class DiscordApi:
         others = body.get("components") or body.get("poll") or body.get("sticker_ids")
         if empty and not others and not attachments:
             raise ApiError(400, 50006, "Cannot send an empty message")
-        self.check(call, check_message(body))
+        self.check(call, message_problems(body))
         message = Message(self.snowflake(), channel_id, body.get("content") or "")
         message.embeds = list(body.get("embeds") or [])
         message.components = list(body.get("components") or [])
@@ -937,7 +953,7 @@ class DiscordApi:
     def apply_edit(
         self, message: Message, body: dict[str, Any], files: list[File], call: Call
     ) -> None:
-        self.check(call, check_message(body))
+        self.check(call, message_problems(body))
         if "attachments" in body or files:
             keep = {str(a.get("id")) for a in body.get("attachments") or []}
             kept = [a for a in message.attachments if a.id in keep]
@@ -1020,14 +1036,9 @@ class DiscordApi:
         if parent.type not in (0, 5):
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
         body = self.body_of(call)
-        problems = []
         name = body.get("name")
-        if not isinstance(name, str) or not 1 <= len(name) <= 100:
-            problems.append("name: must be between 1 and 100 characters")
         duration = body.get("auto_archive_duration")
-        if duration is not None and duration not in AUTO_ARCHIVE:
-            problems.append(f"auto_archive_duration: must be one of {sorted(AUTO_ARCHIVE)}")
-        self.check(call, problems)
+        self.check(call, thread_problems(body))
         if message.thread_id is not None:
             raise ApiError(400, 160004, "A thread has already been created for this message")
         thread = Channel(message.id, 11, guild_id=parent.guild_id, name=name, parent_id=parent.id)
@@ -1093,9 +1104,9 @@ class DiscordApi:
             problem = f"type: callback type {kind!r} is not valid for this interaction"
             self.check(call, [problem])
         if kind in (4, 7):
-            self.check(call, [f"data.{e}" for e in check_message(data)])
+            self.check(call, [p.under("data") for p in message_problems(data)])
         elif kind == 9:
-            self.check(call, [f"data.{e}" for e in check_modal(data)])
+            self.check(call, [p.under("data") for p in modal_problems(data)])
         elif kind == 5 and set(data) - {"flags"}:
             self.check(call, [f"data: a deferred response takes only flags, not {sorted(data)}"])
         channel_id = str(interaction.payload.get("channel_id", ""))

@@ -37,11 +37,17 @@ LABEL_DESCRIPTION = 100
 OPTIONS = 25
 OPTION_TEXT = 100
 TEXT_INPUT = 4000
+TEXT_DISPLAY = 4000
 FACTS_ON_CARD = 15
 FACT_VALUE = 300
 LINKS_ON_CARD = 8
 HISTORY_ON_CARD = 5
-BUDGET = 5800  # of EMBED_TOTAL: room for the state field to grow as a case moves on
+BUDGET = 5800  # of EMBED_TOTAL (title, description, fields and footer together)
+SCALES = (1.0, 0.75, 0.5, 0.3, 0.15, 0.0)  # how far limits shrink when a card is too big
+MIN_SHOWN = 40  # the shortest any cut text gets (with its ellipsis)
+FOOTER_SHOWN = 200
+MORE_FACTS = "*and {} more facts in the full context*"  # {} is at most 3 digits wide
+LINK_URL = 512  # the longest URL a masked link takes (a link button's limit, the stricter)
 
 # custom_id: `signoff:<verb>:<case>` on buttons, `signoff:form:<verb>:<case>` on modals
 CASE_ID = r"[A-Za-z0-9_-]{1,64}"
@@ -69,16 +75,6 @@ def md(text: str) -> str:
 def fit(text: str, limit: int) -> tuple[str, bool]:
     """`md(text)` cut to at most `limit` characters, never inside an escape."""
     return cut(text, limit, md)
-
-
-def link(item: Link) -> str:
-    """A masked link only for http(s) URLs, with its label escaped and the URL unable to
-    end the link early; anything else is shown as text."""
-    label = fit(item.label or item.url or "link", 200)[0]
-    url = item.url or ""
-    if url.lower().startswith(("https://", "http://")) and len(url) <= 512:
-        return f"[{label}]({quote(url, safe=':/?#@!$&*+,;=%~.-_')})"
-    return f"{label} ({fit(url, 200)[0]})" if url else label
 
 
 def who(reviewer: str | None) -> str:
@@ -137,20 +133,50 @@ class Rendered:
     cut: bool
 
 
-def _links(items: Sequence[Link]) -> tuple[str, bool]:
+class _Cuts:
+    """Every cut made while rendering one card, so that none goes unnoticed: a card that
+    cut anything offers "Full context"."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.any = False
+
+    def fit(self, text: str, limit: int) -> str:
+        shown, was_cut = fit(text, max(MIN_SHOWN, int(limit * self.scale)))
+        self.any |= was_cut
+        return shown
+
+    def mark(self, was_cut: bool) -> None:
+        self.any |= was_cut
+
+
+def link(item: Link, cuts: _Cuts | None = None) -> str:
+    """A masked link only for http(s) URLs, with its label escaped and the URL unable to
+    end the link early; anything else is shown as text."""
+    cuts = cuts or _Cuts(1.0)
+    label = cuts.fit(item.label or item.url or "link", 200)
+    url = item.url or ""
+    if url.lower().startswith(("https://", "http://")) and len(url) <= LINK_URL:
+        return f"[{label}]({quote(url, safe=':/?#@!$&*+,;=%~.-_')})"
+    return f"{label} ({cuts.fit(url, 200)})" if url else label
+
+
+def _links(items: Sequence[Link], cuts: _Cuts) -> str:
+    limit = max(MIN_SHOWN, int(FIELD_VALUE * cuts.scale))
     lines: list[str] = []
     more = False
     for count, item in enumerate(items):
-        line = f"• {link(item)}"
+        line = f"• {link(item, cuts)}"
         if item.excerpt:
-            line += f" — {fit(item.excerpt, 120)[0]}"
-        if count >= LINKS_ON_CARD or len("\n".join([*lines, line])) > FIELD_VALUE - 40:
+            line += f" — {cuts.fit(item.excerpt, 120)}"
+        if count >= LINKS_ON_CARD or len("\n".join([*lines, line])) > limit - 40:
             more = True
             break
         lines.append(line)
     if more:
         lines.append(f"*and {len(items) - len(lines)} more in the full context*")
-    return "\n".join(lines), more
+        cuts.mark(True)
+    return "\n".join(lines)
 
 
 def _join(lines: Sequence[str], limit: int) -> tuple[str, bool]:
@@ -164,47 +190,50 @@ def _join(lines: Sequence[str], limit: int) -> tuple[str, bool]:
 
 
 def render_card(card: CardView) -> Rendered:
-    """The embed and buttons for a card, and whether any text was cut."""
-    was_cut = False
+    """The embed and buttons for a card, and whether any text was cut. Everything is
+    shown at its own limit if the whole fits Discord's 6000 characters; if not, the
+    card is drawn again with every limit scaled down until it does."""
+    for scale in SCALES:
+        embed, was_cut = _render(card, scale)
+        if len(embed) <= BUDGET:
+            return Rendered(embed, buttons(card, was_cut), was_cut)
+    return Rendered(embed, buttons(card, True), True)  # pragma: no cover (MIN_SHOWN fits)
+
+
+def _render(card: CardView, scale: float) -> tuple[discord.Embed, bool]:
+    cuts = _Cuts(scale)
     icon = LANE_ICONS.get(card.lane, "📋")
     kind = "Audit sample" if card.audit else lane_title(card.lane)
     title, c = fit(f"{icon} {kind}: {card.title}", TITLE)
-    was_cut |= c
+    cuts.mark(c)
 
-    parts: list[str] = []
-    question, c = fit(card.question, 1000)
-    was_cut |= c
-    parts.append(f"**Question:** {question}")
+    parts = [f"**Question:** {cuts.fit(card.question, 1000)}"]
     if card.summary:
-        summary, c = fit(card.summary, 1200)
-        was_cut |= c
-        parts.append(summary)
+        parts.append(cuts.fit(card.summary, 1200))
     rec = recommendation(card)
     if card.rationale and not card.hide_recommendation:
-        rationale, c = fit(card.rationale.replace("\n", " "), 600)
-        was_cut |= c
-        rec += f"\n> {rationale}"
+        rec += f"\n> {cuts.fit(card.rationale.replace(chr(10), ' '), 600)}"
     parts.append(rec)
-    why = f"**Why a person:** {fit(card.rule, 200)[0]}"
+    why = f"**Why a person:** {cuts.fit(card.rule, 200)}"
     if card.why:
-        why += f": {fit('; '.join(card.why), 400)[0]}"
+        why += f": {cuts.fit('; '.join(card.why), 400)}"
     if card.flags:
-        flags, c = fit(", ".join(card.flags), 400)
-        was_cut |= c
-        why += f" · flags: {flags}"
+        why += f" · flags: {cuts.fit(', '.join(card.flags), 400)}"
     parts.append(why)
 
     embed = discord.Embed(title=title, description="\n\n".join(parts), colour=colour(card))
     tail: list[tuple[str, str]] = []
     for name, items in (("Evidence", card.evidence), ("Policy", card.policy_refs)):
         if items:
-            text, c = _links(items)
-            was_cut |= c
-            tail.append((name, text))
+            tail.append((name, _links(items, cuts)))
     if card.history:
-        recent = card.history[-HISTORY_ON_CARD:]
-        text, c = _join([fit(h, 300)[0] for h in recent], FIELD_VALUE)
-        was_cut |= c or len(card.history) > HISTORY_ON_CARD
+        recent = [cuts.fit(h, 300) for h in card.history[-HISTORY_ON_CARD:]]
+        if len(card.history) > HISTORY_ON_CARD:
+            earlier = len(card.history) - HISTORY_ON_CARD
+            recent.insert(0, f"*{earlier} earlier in the full context*")
+        limit = max(MIN_SHOWN, int(FIELD_VALUE * scale))
+        text, c = _join(recent, limit)
+        cuts.mark(c or len(card.history) > HISTORY_ON_CARD)
         tail.append(("History", text))
     if card.due_at is not None and card.outcome is None:
         risk = SLA_WORDS.get(card.sla_state or "", "")
@@ -212,28 +241,38 @@ def render_card(card: CardView) -> Rendered:
         tail.append(("⏰ Decide by", sla))
     state = state_lines(card)
     if state:
-        text, _ = _join(state, FIELD_VALUE)
+        text, c = _join(state, FIELD_VALUE)
+        cuts.mark(c or _state_cut(card))
         tail.append(("Status", text))
+    footer = plain(f"Case {card.case_id} · {card.kind}", FOOTER_SHOWN)
 
-    used = len(title) + len(embed.description or "") + sum(len(n) + len(v) for n, v in tail)
+    used = len(title) + len(embed.description or "") + len(footer)
+    used += sum(len(n) + len(v) for n, v in tail)
     facts = list(card.facts[:FACTS_ON_CARD])
-    was_cut |= len(card.facts) > len(facts)
-    room = min(FIELDS - len(tail), len(facts))
+    room = min(FIELDS - len(tail) - 1, len(facts))  # a field kept for the note on the rest
     for fact in facts[:room]:
-        name = fit(fact.label.strip(), 200)[0] or "—"
-        value, c = fit(fact.value.strip(), FACT_VALUE)
-        value = value or "—"  # Discord refuses an empty (or blank) name or value
-        if used + len(name) + len(value) > BUDGET:
-            was_cut = True
+        name = cuts.fit(fact.label.strip(), 200) or "—"
+        value = cuts.fit(fact.value.strip(), FACT_VALUE) or "—"  # Discord refuses a blank
+        if used + len(name) + len(value) > BUDGET - len(MORE_FACTS) - 2:
             break
-        was_cut |= c
         used += len(name) + len(value)
         embed.add_field(name=name, value=value, inline=True)
-    was_cut |= len(embed.fields) < len(card.facts)
+    if omitted := len(card.facts) - len(embed.fields):
+        cuts.mark(True)
+        embed.add_field(name="…", value=MORE_FACTS.format(omitted), inline=False)
     for name, value in tail:
         embed.add_field(name=name, value=value.strip() or "—", inline=False)
-    embed.set_footer(text=plain(f"Case {card.case_id} · {card.kind}", 200))
-    return Rendered(embed, buttons(card, was_cut), was_cut)
+    embed.set_footer(text=footer)
+    return embed, cuts.any
+
+
+def _state_cut(card: CardView) -> bool:
+    """Whether the status lines cut the reviewer's reasoning or the waiting question."""
+    reason = card.outcome.reason if card.outcome is not None else None
+    if reason and len(md(" ".join(reason.split()))) > DISCORD.reason_limit:
+        return True
+    question = card.info_question
+    return question is not None and len(md(question)) > DISCORD.question_limit
 
 
 class CardButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=BUTTON_ID):
@@ -331,7 +370,10 @@ def decision_modal(card: CardView, verb: str, draft: str | None = None) -> disco
         described = None
     else:
         code = discord.ui.TextInput(custom_id=CODE_INPUT, max_length=100, required=True)
-        described = plain("One of: " + ", ".join(codes), LABEL_DESCRIPTION) if codes else None
+        listed = "One of: " + ", ".join(codes)
+        described = plain(listed, LABEL_DESCRIPTION) if codes else None
+        if codes and len(listed) > LABEL_DESCRIPTION:  # the whole list, above the box
+            modal.add_item(discord.ui.TextDisplay(fit(listed, TEXT_DISPLAY)[0]))
     modal.add_item(discord.ui.Label(text="Reason code", component=code, description=described))
     required, hint = reasoning_rule(card, verb)
     modal.add_item(
@@ -400,4 +442,15 @@ def full_context(card: CardView) -> str:
             lines += [f"- {i.label} {i.url or ''} {i.excerpt}".rstrip() for i in items]
     if card.history:
         lines += ["", "## History", *card.history]
+    if card.info_question is not None:
+        lines += ["", "## Waiting for the workflow to answer", card.info_question]
+    decisions = [*card.votes, *([card.outcome] if card.outcome is not None else [])]
+    if decisions:
+        lines += ["", "## Decisions"]
+        for d in decisions:
+            by = d.reviewer if d.decided_by == "human" else d.decided_by
+            code = f" ({d.reason_code})" if d.reason_code else ""
+            lines.append(f"- {d.action} by {by} at {d.at.isoformat()}{code}")
+            if d.reason:
+                lines.append(f"  {d.reason}")
     return "\n".join(lines) + "\n"
