@@ -65,7 +65,6 @@ AUTO_ARCHIVE = {60, 1440, 4320, 10080}
 # few minutes" returns the first message
 # (https://discord.com/developers/docs/resources/message#create-message). "A few
 # minutes" is taken as 2: the shortest reading, so a test cannot lean on more.
-NONCE_MAX = 25
 NONCE_WINDOW = 120.0  # seconds
 
 
@@ -976,12 +975,7 @@ class DiscordApi:
         if channel.type == 1 and channel.recipient_id in self.dm_closed:
             raise ApiError(403, 50007, "Cannot send messages to this user")
         body = self.body_of(call)
-        nonce = body.get("nonce")
-        if nonce is not None:
-            too_long = isinstance(nonce, str) and len(nonce) > NONCE_MAX
-            wrong = not isinstance(nonce, str | int) or isinstance(nonce, bool)
-            if too_long or wrong:
-                self.check(call, [f"nonce: Must be {NONCE_MAX} or fewer in length."])
+        nonce = body.get("nonce")  # its type and length are checked with the message
         if body.get("enforce_nonce") and nonce is not None:
             earlier = self.nonced(nonce)
             if earlier is not None:
