@@ -217,6 +217,22 @@ class Run(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Signature(Base):
+    """A mutating request's signature, accepted once, kept for as long as the window
+    lets it be sent again, with the answer that a replay of it gets. `digest` is a
+    hash of the MAC (never the MAC); `status` is None while the first answer is being
+    made."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (Index("ix_signatures_expires_at", "expires_at"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+
+
 cases = cast(Table, Case.__table__)
 decisions = cast(Table, Decision.__table__)
 events = cast(Table, Event.__table__)
@@ -224,3 +240,4 @@ outbox = cast(Table, Outbox.__table__)
 cards = cast(Table, Card.__table__)
 timers = cast(Table, Timer.__table__)
 runs = cast(Table, Run.__table__)
+signatures = cast(Table, Signature.__table__)

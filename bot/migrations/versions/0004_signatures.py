@@ -1,0 +1,36 @@
+"""signatures of mutating requests, so that a replay gets the first answer
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-04 21:10:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "signatures",
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("response", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("digest", name=op.f("pk_signatures")),
+    )
+    with op.batch_alter_table("signatures", schema=None) as batch_op:
+        batch_op.create_index("ix_signatures_expires_at", ["expires_at"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("signatures", schema=None) as batch_op:
+        batch_op.drop_index("ix_signatures_expires_at")
+    op.drop_table("signatures")
