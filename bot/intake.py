@@ -477,7 +477,11 @@ def _write_batch(
 
 def _replays(conn: Connection, batch: list[Prepared]) -> dict[str, Accepted | Exception]:
     """The first answers to the requests of `batch` that are replays."""
-    signed = [p.replay_key for p in batch if p.replay_key]
+    signed = [
+        (p.replay_expires_at, p.replay_key)
+        for p in batch
+        if p.replay_key and p.replay_expires_at is not None
+    ]
     if not signed:
         return {}
     found: dict[str, Accepted | Exception] = {}

@@ -106,11 +106,12 @@ async def test_0004_adds_the_replay_cache_to_a_database_with_cases(database_url:
         await db.upgrade(engine)
         assert await db.revision_state(engine) == (HEAD, HEAD)
         expires = datetime(2026, 12, 4, 9, 5, tzinfo=UTC)
-        assert await store.run_write(lambda c: replays.claim(c, "d" * 64, "default", expires))
-        assert not await store.run_write(lambda c: replays.claim(c, "d" * 64, "default", expires))
+        key = (expires, "d" * 64)
+        assert await store.run_write(lambda c: replays.claim(c, key, "default"))
+        assert not await store.run_write(lambda c: replays.claim(c, key, "default"))
         answer = replays.Answer(200, b'{"id": "c1"}')
-        await store.run_write(lambda c: replays.record(c, "d" * 64, answer))
-        found = await store.run_read(lambda c: replays.known(c, ["d" * 64, "e" * 64]))
+        await store.run_write(lambda c: replays.record(c, key, answer))
+        found = await store.run_read(lambda c: replays.known(c, [key, (expires, "e" * 64)]))
         assert found == {"d" * 64: answer}
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM cases"))).scalar_one() == 1

@@ -498,9 +498,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         if signed.replay_key is None:
             answer = await make()
         else:
-            answer = await replays.once(
-                runtime.store, signed.replay_key, signed.source, expiry(signed), make
-            )
+            key = (expiry(signed), signed.replay_key)
+            answer = await replays.once(runtime.store, key, signed.source, make)
         return Response(answer.body, status_code=answer.status, media_type="application/json")
 
     def reports_caller(request: Request) -> None:

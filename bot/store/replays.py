@@ -33,7 +33,12 @@ WAIT = 5.0  # seconds a copy waits for the answer of the first, still being made
 POLL = 0.05
 
 INSERT = BulkInsert(signatures)
-KNOWN = Sql("SELECT digest, status, response FROM signatures WHERE digest IN (?*)", signatures)
+# Both IN lists, so that the lookup walks the primary key (expires_at, digest); the
+# digest alone decides a match, since the MAC it hashes covers the timestamp.
+KNOWN = Sql(
+    "SELECT digest, status, response FROM signatures WHERE expires_at IN (?*) AND digest IN (?*)",
+    signatures,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,45 +54,51 @@ def expiry(signed_at: int, window: int) -> datetime:
     return datetime.fromtimestamp(signed_at + window, UTC)
 
 
-def known(conn: Connection, digests: Sequence[str]) -> dict[str, Answer | None]:
-    """Which of `digests` were accepted before: their answer, or None while it is
-    being made."""
-    if not digests:
+Key = tuple[datetime, str]  # (expires_at, digest)
+
+
+def known(conn: Connection, keys: Sequence[Key]) -> dict[str, Answer | None]:
+    """Which of `keys` were accepted before, by digest: their answer, or None while it
+    is being made."""
+    if not keys:
         return {}
+    times = sorted({at for at, _ in keys})
     return {
         str(row["digest"]): (
             None if row["status"] is None else Answer(int(row["status"]), row["response"].encode())
         )
-        for row in KNOWN.rows(conn, list(digests))
+        for row in KNOWN.rows(conn, times, [digest for _, digest in keys])
     }
 
 
-def claim(conn: Connection, digest: str, source: str, expires_at: datetime) -> bool:
+def claim(conn: Connection, key: Key, source: str) -> bool:
     """Whether this is the first request with this signature (the row is now ours)."""
-    values = {"digest": digest, "source": source, "expires_at": expires_at}
+    values = {"expires_at": key[0], "digest": key[1], "source": source}
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     statement = dialect.insert(signatures).values(**values).on_conflict_do_nothing()
     return conn.execute(statement).rowcount == 1
 
 
-def record(conn: Connection, digest: str, answer: Answer) -> None:
+def record(conn: Connection, key: Key, answer: Answer) -> None:
     conn.execute(
         update(signatures)
-        .where(signatures.c.digest == digest)
+        .where(signatures.c.expires_at == key[0], signatures.c.digest == key[1])
         .values(status=answer.status, response=answer.body.decode())
     )
 
 
 def sweep(conn: Connection, now: datetime, limit: int = SWEEP_BATCH) -> int:
-    """Forget up to `limit` signatures whose window has closed; how many were."""
-    expired = (
-        select(signatures.c.digest)
+    """Forget about `limit` of the signatures whose window has closed, oldest first (a
+    range of the primary key); how many were."""
+    boundary = conn.execute(
+        select(signatures.c.expires_at)
         .where(signatures.c.expires_at < now)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    result = conn.execute(delete(signatures).where(signatures.c.digest.in_(expired)))
-    return int(result.rowcount)
+        .order_by(signatures.c.expires_at)
+        .offset(limit - 1)
+        .limit(1)
+    ).scalar()
+    older = signatures.c.expires_at <= boundary if boundary else signatures.c.expires_at < now
+    return int(conn.execute(delete(signatures).where(older)).rowcount)
 
 
 async def sweep_all(store: Store, now: datetime) -> int:
@@ -110,22 +121,18 @@ PENDING = (
 
 
 async def once(
-    store: Store,
-    digest: str,
-    source: str,
-    expires_at: datetime,
-    make: Callable[[], Awaitable[Answer]],
+    store: Store, key: Key, source: str, make: Callable[[], Awaitable[Answer]]
 ) -> Answer:
     """`make`'s answer for the first request with this signature; for a replay, the
     first one's answer (waiting up to WAIT seconds while it is being made)."""
-    if await store.run_write(lambda conn: claim(conn, digest, source, expires_at)):
+    if await store.run_write(lambda conn: claim(conn, key, source)):
         answer = await make()
-        await store.run_write(lambda conn: record(conn, digest, answer))
+        await store.run_write(lambda conn: record(conn, key, answer))
         return answer
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT
     while True:
-        found = (await store.run_read(lambda conn: known(conn, [digest]))).get(digest)
+        found = (await store.run_read(lambda conn: known(conn, [key]))).get(key[1])
         if found is not None:
             return found
         if loop.time() >= deadline:

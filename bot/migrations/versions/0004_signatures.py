@@ -19,18 +19,16 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "signatures",
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("source", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("response", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("digest", name=op.f("pk_signatures")),
+        sa.PrimaryKeyConstraint("expires_at", "digest", name=op.f("pk_signatures")),
+        # on SQLite the rows live in the primary key's tree itself: one tree per insert
+        sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("signatures", schema=None) as batch_op:
-        batch_op.create_index("ix_signatures_expires_at", ["expires_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("signatures", schema=None) as batch_op:
-        batch_op.drop_index("ix_signatures_expires_at")
     op.drop_table("signatures")
