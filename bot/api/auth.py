@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
 
 from bot import signing
 from bot.config import Source
@@ -123,8 +122,8 @@ class Authenticator:
         )
 
     def _v1_allowed(self, method: str, target: str) -> bool:
-        path = unquote(target.partition("?")[0])
-        return self._accept_v1 and method.upper() == V1_METHOD and path == V1_PATH
+        # the target exactly: v1 does not cover it, so nothing may be added to it
+        return self._accept_v1 and method.upper() == V1_METHOD and target == V1_PATH
 
     def _v1_refusal(self) -> str:
         if self._accept_v1:
