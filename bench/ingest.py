@@ -57,8 +57,7 @@ import orjson
 HOST = "127.0.0.1"
 PATH = "/v1/escalations"
 SIGNATURE_HEADER = "X-Signoff-Signature"
-RESIGN_AFTER = 200.0  # seconds; the server accepts signatures up to 300 s old
-POOL = 4096  # distinct pre-signed cases, cycled
+POOL = 4096  # distinct pre-built cases, cycled; each request is signed as it is sent
 START_TIMEOUT = 60.0  # seconds for the server to answer /healthz
 GRACE = 30.0  # seconds to wait for outstanding answers after a run
 STOP_TIMEOUT = 30.0  # seconds for the server to exit after SIGINT
@@ -162,45 +161,38 @@ def sign(secret: bytes, body: bytes, timestamp: int) -> str:
 
 
 class Cases:
-    """A ring of pre-built, pre-signed requests, re-signed before the signatures age out."""
+    """A ring of pre-built requests, each signed as it is sent.
+
+    The server answers a request whose signature it has already accepted with the
+    first answer (a replay, no new case), so a body sent again must be signed again
+    with another timestamp: each slot remembers its last one and goes past it."""
 
     def __init__(self, secret: str, port: int, seed: int, keyed: float, size: int = POOL) -> None:
         self._secret = secret.encode()
-        self._host = f"{HOST}:{port}".encode()
         self._keyed = keyed
         self._tag = secrets.token_hex(4).encode()
         rng = random.Random(seed)
         self._bodies = [orjson.dumps(make_case(rng, 10_000 + i)) for i in range(size)]
         self._with_key = [rng.random() < keyed for _ in range(size)]
-        self._heads: list[bytes] = []
-        self._signed_at = 0.0
-        self._next = 0
-        self.sign()
-
-    def sign(self) -> None:
-        now = int(time.time())
+        host = f"{HOST}:{port}".encode()
         self._heads = [
             b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-            b"%s: %s\r\nContent-Length: %d\r\n"
-            % (
-                PATH.encode(),
-                self._host,
-                SIGNATURE_HEADER.encode(),
-                sign(self._secret, body, now).encode(),
-                len(body),
-            )
+            b"Content-Length: %d\r\n%s: "
+            % (PATH.encode(), host, len(body), SIGNATURE_HEADER.encode())
             for body in self._bodies
         ]
-        self._signed_at = time.monotonic()
+        self._stamps = [0] * size
+        self._next = 0
 
     def next(self) -> bytes:
         i = self._next
         self._next += 1
         slot = i % len(self._bodies)
-        if time.monotonic() - self._signed_at > RESIGN_AFTER:
-            self.sign()
+        stamp = self._stamps[slot] = max(int(time.time()), self._stamps[slot] + 1)
+        body = self._bodies[slot]
+        signature = sign(self._secret, body, stamp).encode()
         key = b"Idempotency-Key: bench-%s-%d\r\n" % (self._tag, i) if self._with_key[slot] else b""
-        return self._heads[slot] + key + b"\r\n" + self._bodies[slot]
+        return self._heads[slot] + signature + b"\r\n" + key + b"\r\n" + body
 
 
 # --------------------------------------------------------------------------- HTTP client

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     outbox_lease: float = Field(default=60.0, gt=0)
     sla_sweep_interval: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
+    # v1 signatures (over the body alone) on POST /v1/escalations, while senders move
+    # to v2; refused everywhere else whatever this says
+    accept_v1: bool = False
 
     @field_validator("callback_hosts")
     @classmethod

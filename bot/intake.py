@@ -5,7 +5,10 @@ the case, its audit events, its outbox rows and its SLA timers (and, for the `au
 and `block` lanes, the decision). The 201 goes out only after that transaction has
 committed, so an accepted case is durable; a batch costs one fsync, not one per case.
 Idempotency keys are checked inside the same transaction, and a unique constraint
-backs them up when another replica races us.
+backs them up when another replica races us. So are signatures: a new case's
+signature is recorded with it, and a request whose signature is already recorded
+(a replay, from this process or another, before or after a restart) gets the first
+answer and writes nothing (see `bot.store.replays`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -30,6 +33,7 @@ from bot.ids import new_case_id
 from bot.policy import LoadedPolicy, route
 from bot.rows import decision_facts, dumps, lane_timers
 from bot.schemas import CaseIn
+from bot.store import replays
 from bot.store.bulk import BulkInsert
 from bot.store.db import Store
 from bot.store.tables import cases, decisions, events, outbox, timers
@@ -42,6 +46,7 @@ INSERT_EVENTS = BulkInsert(events)
 INSERT_DECISIONS = BulkInsert(decisions)
 INSERT_OUTBOX = BulkInsert(outbox)
 INSERT_TIMERS = BulkInsert(timers)
+SWEEP_EVERY = 5.0  # seconds between two sweeps of the signatures whose window closed
 
 
 def sampled(case_id: str, salt: str, rate: float) -> bool:
@@ -66,6 +71,10 @@ class Prepared:
     outbox_rows: list[dict[str, Any]] = field(default_factory=list)
     timer_rows: list[dict[str, Any]] = field(default_factory=list)
     claimed: bool = False  # written with its deliveries claimed for this process
+    # the request's signature (a hash of its MAC) and when it stops being accepted;
+    # None for a bearer token, which the Idempotency-Key protects instead
+    replay_key: str | None = None
+    replay_expires_at: datetime | None = None
 
 
 def prepare(
@@ -245,6 +254,7 @@ def targets(channels: dict[str, str], platforms: set[str], fallback: str) -> lis
 class Accepted:
     status_code: int
     response: dict[str, Any]
+    replayed: bool = False  # the answer to an earlier request with the same signature
 
 
 class Dispatcher(Protocol):
@@ -286,12 +296,29 @@ class IntakeWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Prepared, asyncio.Future[Accepted]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="signoff-intake")
+        self._sweeper = asyncio.create_task(self._sweep(), name="signoff-signature-sweep")
+
+    async def _sweep(self) -> None:
+        """Forget the signatures whose window has closed (every replica does; a second
+        sweep of the same rows finds nothing to do)."""
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                await replays.sweep_all(self._store, datetime.now(UTC))
+            except Exception:
+                log.warning("sweeping expired signatures failed; will try again", exc_info=True)
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._task is None:
             return
         await self._queue.join()
@@ -323,16 +350,19 @@ class IntakeWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _write(self, batch: list[tuple[Prepared, asyncio.Future[Accepted]]]) -> None:
+    async def _write(
+        self, batch: list[tuple[Prepared, asyncio.Future[Accepted]]], again: bool = True
+    ) -> None:
         try:
             results = await self._commit([p for p, _ in batch])
         except IntegrityError:
-            if len(batch) == 1:
+            if len(batch) == 1 and not again:
                 raise
-            # Another replica took one of these idempotency keys between our check and
-            # our insert: write them one at a time so each gets its own answer.
+            # Another replica took one of these idempotency keys or signatures between
+            # our check and our insert: write them one at a time, each checked afresh,
+            # so that each gets its own answer (the other replica's, for a replay).
             for item in batch:
-                await self._write([item])
+                await self._write([item], again=len(batch) > 1)
             return
         claimed = [p for p, _ in batch if p.claimed]
         if claimed and self._dispatcher is not None:
@@ -372,7 +402,9 @@ class IntakeWriter:
 def _write_batch(
     conn: Connection, batch: list[Prepared], claim_until: datetime | None = None
 ) -> list[Accepted | Exception]:
-    """One transaction: check the batch's idempotency keys, then insert every new row."""
+    """One transaction: check the batch's signatures and idempotency keys, then insert
+    every new row."""
+    answered = _replays(conn, batch)
     keyed = [(p.source, p.idempotency_key) for p in batch if p.idempotency_key]
     known: dict[tuple[str, str], tuple[str, str]] = {}
     if keyed:
@@ -388,6 +420,10 @@ def _write_batch(
     results: list[Accepted | Exception] = []
     new: list[Prepared] = []
     for p in batch:
+        first = answered.get(p.replay_key) if p.replay_key else None
+        if first is not None:
+            results.append(first)
+            continue
         key = (p.source, p.idempotency_key) if p.idempotency_key else None
         prior = known.get(key) if key else None
         if key and prior is not None:
@@ -400,6 +436,8 @@ def _write_batch(
             known[key] = (p.request_hash, dumps(p.response))
         results.append(Accepted(201, p.response))
         new.append(p)
+        if p.replay_key:
+            answered[p.replay_key] = Accepted(201, p.response, replayed=True)
     if new:
         times: dict[datetime, Any] = {}
         INSERT_CASES(conn, [p.case_row for p in new], times)
@@ -419,7 +457,42 @@ def _write_batch(
             for p in new:
                 p.claimed = True
         INSERT_TIMERS(conn, [row for p in new for row in p.timer_rows], times)
+        replays.INSERT(
+            conn,
+            [
+                {
+                    "digest": p.replay_key,
+                    "source": p.source,
+                    "expires_at": p.replay_expires_at,
+                    "status": 201,
+                    "response": p.case_row["submit_response"],
+                }
+                for p in new
+                if p.replay_key
+            ],
+            times,
+        )
     return results
+
+
+def _replays(conn: Connection, batch: list[Prepared]) -> dict[str, Accepted | Exception]:
+    """The first answers to the requests of `batch` that are replays."""
+    signed = [
+        (p.replay_expires_at, p.replay_key)
+        for p in batch
+        if p.replay_key and p.replay_expires_at is not None
+    ]
+    if not signed:
+        return {}
+    found: dict[str, Accepted | Exception] = {}
+    for digest, answer in replays.known(conn, signed).items():
+        # a submit's row always holds its answer; one without is another route's claim
+        found[digest] = (
+            ConflictError(replays.PENDING)
+            if answer is None
+            else Accepted(answer.status, orjson.loads(answer.body), replayed=True)
+        )
+    return found
 
 
 def _reused_key(key: str) -> ConflictError:

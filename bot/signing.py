@@ -34,6 +34,14 @@ SHAPE = "t=<unix seconds>,v2=<hex HMAC-SHA256>"
 
 
 @dataclass(frozen=True, slots=True)
+class Match:
+    """A signature that matched: its scheme and the MAC that this secret gives."""
+
+    scheme: Literal["v2", "v1"]
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
 class Parsed:
     """A parsed header: its timestamp and the MACs of each scheme it carries."""
 
@@ -105,13 +113,21 @@ def check_window(timestamp: int, now: float, window: int) -> None:
         )
 
 
-def matches(
-    secret: str, method: str, target: str, body: bytes, parsed: Parsed
-) -> Literal["v2", "v1"] | None:
-    """Which scheme of `parsed` this secret signed, or None. v1 entries are looked at
+def verify(secret: str, method: str, target: str, body: bytes, parsed: Parsed) -> Match | None:
+    """The entry of `parsed` that this secret signed, or None. v1 entries are looked at
     only when the header has no v2 entry; whether v1 is allowed is the caller's rule."""
     if parsed.v2:
         expected = signature_v2(secret, method, target, body, parsed.timestamp)
-        return "v2" if any(hmac.compare_digest(expected, m) for m in parsed.v2) else None
+        found = any(hmac.compare_digest(expected, m) for m in parsed.v2)
+        return Match("v2", expected) if found else None
     expected = signature_v1(secret, body, parsed.timestamp)
-    return "v1" if any(hmac.compare_digest(expected, m) for m in parsed.v1) else None
+    found = any(hmac.compare_digest(expected, m) for m in parsed.v1)
+    return Match("v1", expected) if found else None
+
+
+def matches(
+    secret: str, method: str, target: str, body: bytes, parsed: Parsed
+) -> Literal["v2", "v1"] | None:
+    """Which scheme of `parsed` this secret signed, or None (see `verify`)."""
+    found = verify(secret, method, target, body, parsed)
+    return found.scheme if found else None

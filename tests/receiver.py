@@ -24,7 +24,9 @@ RECEIVER_HOSTS = ["127.0.0.1"]
 class Delivery:
     headers: dict[str, str]
     body: dict[str, Any]
-    signature_ok: bool
+    signature_ok: bool  # a v2 signature of POST, `target` and `raw`
+    target: str = ""  # the request target as it arrived: raw path and `?query`
+    raw: bytes = b""
 
 
 @dataclass
@@ -56,13 +58,15 @@ class Receiver:
         if status == 200:
             ok = False
             header = headers.get("x-signoff-signature")
+            target = scope.get("raw_path", b"").decode("latin-1")
+            if scope.get("query_string"):
+                target += "?" + scope["query_string"].decode("latin-1")
             if header:
                 parsed = signing.parse(header)
-                target = scope.get("raw_path", b"").decode("latin-1")
-                if scope.get("query_string"):
-                    target += "?" + scope["query_string"].decode("latin-1")
-                ok = signing.matches(self.secret, "POST", target, raw, parsed) == "v2"
-            self.received.append(Delivery(headers, orjson.loads(raw), ok))
+                ok = scope["method"] == "POST" and (
+                    signing.matches(self.secret, "POST", target, raw, parsed) == "v2"
+                )
+            self.received.append(Delivery(headers, orjson.loads(raw), ok, target, raw))
         await send(
             {
                 "type": "http.response.start",

@@ -212,11 +212,20 @@ async def test_unknown_case_is_404(api: Api) -> None:
 
 
 # -- idempotency -----------------------------------------------------------------
+# A resend with the same signature is a replay (tests/test_signature.py); these send
+# the same key and body signed afresh, as a workflow's retry does.
+
+
+async def resend(api: Api, body: Any, ago: int, **headers: str) -> httpx.Response:
+    """`body` to POST /v1/escalations, signed `ago` seconds ago (a signature of its own)."""
+    raw = orjson.dumps(body)
+    signature = signed(raw, at=int(time.time()) - ago)
+    return await api.client.post("/v1/escalations", content=raw, headers={**signature, **headers})
 
 
 async def test_idempotent_replay_returns_the_first_answer(api: Api) -> None:
     first = await api.post("/v1/escalations", case(), **{"Idempotency-Key": "order-1"})
-    again = await api.post("/v1/escalations", case(), **{"Idempotency-Key": "order-1"})
+    again = await resend(api, case(), 1, **{"Idempotency-Key": "order-1"})
     assert first.status_code == 201
     assert again.status_code == 200
     assert again.json() == first.json()
@@ -225,11 +234,11 @@ async def test_idempotent_replay_returns_the_first_answer(api: Api) -> None:
 
 async def test_idempotency_key_in_the_body(api: Api) -> None:
     first = await api.post("/v1/escalations", case(idempotency_key="k-9"))
-    again = await api.post("/v1/escalations", case(idempotency_key="k-9"))
+    again = await resend(api, case(idempotency_key="k-9"), 1)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
     # the header form of the same key finds the same case
-    header = await api.post("/v1/escalations", case(), **{"Idempotency-Key": "k-9"})
+    header = await resend(api, case(), 2, **{"Idempotency-Key": "k-9"})
     assert header.status_code == 200
     assert header.json()["id"] == first.json()["id"]
 
@@ -270,7 +279,7 @@ async def test_header_and_field_keys_must_agree(api: Api) -> None:
 
 async def test_concurrent_replays_make_one_case(api: Api) -> None:
     responses = await asyncio.gather(
-        *(api.post("/v1/escalations", case(), **{"Idempotency-Key": "burst"}) for _ in range(20))
+        *(resend(api, case(), i, **{"Idempotency-Key": "burst"}) for i in range(20))
     )
     codes = sorted(r.status_code for r in responses)
     assert codes == [200] * 19 + [201]

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import inspect, text
 
-from bot.store import db
+from bot.store import db, replays
+
+HEAD = "0004"
 
 
 async def test_0002_adds_claims_and_runs_to_a_database_with_cases(database_url: str) -> None:
@@ -27,9 +29,9 @@ async def test_0002_adds_claims_and_runs_to_a_database_with_cases(database_url: 
                 ),
                 {"now": now},
             )
-        assert await db.revision_state(engine) == ("0001", "0003")
+        assert await db.revision_state(engine) == ("0001", HEAD)
         await db.upgrade(engine, "0002")
-        assert await db.revision_state(engine) == ("0002", "0003")
+        assert await db.revision_state(engine) == ("0002", HEAD)
         async with engine.connect() as conn:
             row = (await conn.execute(text("SELECT id, claimed_by, claimed_at FROM cases"))).one()
             tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
@@ -65,8 +67,8 @@ async def test_0003_copies_each_cases_dimensions_onto_its_decisions(database_url
                 ),
                 {"made": made},
             )
-        await db.upgrade(engine)
-        assert await db.revision_state(engine) == ("0003", "0003")
+        await db.upgrade(engine, "0003")
+        assert await db.revision_state(engine) == ("0003", HEAD)
         async with engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -81,6 +83,40 @@ async def test_0003_copies_each_cases_dimensions_onto_its_decisions(database_url
         assert str(row[5]).startswith("2026-11-30 13:00:00")
     finally:
         await engine.dispose()
+
+
+async def test_0004_adds_the_replay_cache_to_a_database_with_cases(database_url: str) -> None:
+    engine = db.create_engine(database_url)
+    store = db.Store(engine)
+    try:
+        await db.upgrade(engine, "0003")
+        made = datetime(2026, 12, 4, 9, 0, tzinfo=UTC).replace(tzinfo=None)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO cases (id, source, kind, title, status, lane, rule,"
+                    " policy_version, recommended_action, confidence, audit_sampled,"
+                    " blind_review, created_at, updated_at, version, request_hash,"
+                    " submit_response, body) VALUES ('c1', 'default', 'k', 't', 'pending',"
+                    " 'review', 'rule 1', 'v', 'approve', 0.8, false, false, :made, :made, 1,"
+                    " 'h', '{}', '{}')"
+                ),
+                {"made": made},
+            )
+        await db.upgrade(engine)
+        assert await db.revision_state(engine) == (HEAD, HEAD)
+        expires = datetime(2026, 12, 4, 9, 5, tzinfo=UTC)
+        key = (expires, "d" * 64)
+        assert await store.run_write(lambda c: replays.claim(c, key, "default"))
+        assert not await store.run_write(lambda c: replays.claim(c, key, "default"))
+        answer = replays.Answer(200, b'{"id": "c1"}')
+        await store.run_write(lambda c: replays.record(c, key, answer))
+        found = await store.run_read(lambda c: replays.known(c, [key, (expires, "e" * 64)]))
+        assert found == {"d" * 64: answer}
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM cases"))).scalar_one() == 1
+    finally:
+        await store.close()
 
 
 async def test_the_models_match_what_the_migrations_build(database_url: str) -> None:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ from sqlalchemy import text
 
 from bot import __version__
 from bot.analytics.report import Report, Week, schedule_zone, weekly
-from bot.api.auth import Authenticator
+from bot.api.auth import Authenticator, Caller
 from bot.api.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
 from bot.callbacks import url_problem
 from bot.errors import AuthError, ForbiddenError, InvalidInput, NotFound, SignoffError
@@ -41,6 +42,8 @@ from bot.schemas import (
     InfoIn,
     SubmitOut,
 )
+from bot.signing import HEADER as SIGNATURE_HEADER
+from bot.store import replays
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,44 @@ ERROR_SCHEMA = {
     },
     "required": ["error", "message"],
 }
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": SIGNATURE_HEADER,
+        "description": "Signature v2: `t=<unix seconds>,v2=<hex HMAC-SHA256(secret, "
+        '"<t>.<METHOD>.<path?query>." + raw body)>`, METHOD upper case, the path and query '
+        "exactly as sent, the body empty for GET; several `v2=` entries while rotating a "
+        "secret; refused outside a 300 s window. A mutating request sent again with the "
+        'same signature gets the first answer and changes nothing. v1 (`"<t>." + body`) '
+        "is refused unless SIGNOFF_ACCEPT_V1=true, and then only on POST /v1/escalations.",
+    },
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A source's token, for tools that cannot sign. Nothing marks a "
+        "resent request: send an Idempotency-Key with each submit.",
+    },
+    "reportsToken": {"type": "http", "scheme": "bearer", "description": "SIGNOFF_REPORTS_TOKEN"},
+}
+
+
+def with_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """The security schemes, and which routes take which."""
+    schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    for path, operations in schema.get("paths", {}).items():
+        needed: list[dict[str, list[str]]]
+        if path.startswith("/v1/escalations"):
+            needed = [{"signature": []}, {"bearer": []}]
+        elif path.startswith("/v1/reports/"):
+            needed = [{"reportsToken": []}]
+        else:
+            continue
+        for operation in operations.values():
+            operation["security"] = needed
+    return schema
 
 
 def target(scope: Scope) -> str:
@@ -217,7 +258,9 @@ class SignoffApp(FastAPI):
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     """The app. With `manage_runtime`, the app's lifespan starts and stops `runtime`."""
     metrics = Metrics()
-    auth = Authenticator(runtime.sources, runtime.settings.signature_window)
+    auth = Authenticator(
+        runtime.sources, runtime.settings.signature_window, accept_v1=runtime.settings.accept_v1
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -250,9 +293,16 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         return validation_error(exc, "invalid request")
 
     async def caller(request: Request, body: bytes = b"") -> str:
-        return auth.source(
+        return (await who(request, body)).source
+
+    async def who(request: Request, body: bytes = b"") -> Caller:
+        return auth.authenticate(
             request.method, target(request.scope), request.headers, body, time.time()
         )
+
+    def expiry(caller: Caller) -> datetime:
+        assert caller.signed_at is not None
+        return replays.expiry(caller.signed_at, auth.window)
 
     def parse(model: type[BaseModel], body: bytes, what: str) -> BaseModel | Response:
         try:
@@ -292,7 +342,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
 
         `where` is the request target as sent (the raw path and `?query`)."""
         try:
-            source = auth.source("POST", where, headers, body, time.time())
+            signed = auth.authenticate("POST", where, headers, body, time.time())
+            source = signed.source
             case = parse(CaseIn, body, "invalid case")
             if isinstance(case, Response):
                 return case
@@ -323,10 +374,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                 runtime.clock.now(),
                 key or case.idempotency_key,
             )
+            if signed.replay_key is not None:
+                prepared.replay_key = signed.replay_key
+                prepared.replay_expires_at = expiry(signed)
             accepted = await runtime.writer.submit(prepared)
         except SignoffError as exc:
             return error_response(exc)
-        if accepted.status_code == 201:
+        if accepted.status_code == 201 and not accepted.replayed:
             metrics.intake.labels(accepted.response["lane"]).inc()
         return json_response(
             accepted.status_code,
@@ -419,14 +473,30 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         what: str,
         change: Callable[[str, BaseModel], Awaitable[Any]],
     ) -> Response:
-        """Authenticate, validate the body against `model`, make the change, answer."""
+        """Authenticate, validate the body against `model`, make the change, answer.
+
+        Every POST under /v1/escalations/{id}/ comes here: a signed one is made at most
+        once per signature, and a replay of it gets the first answer (refusals too)."""
         body = await request.body()
-        source = await caller(request, body)
+        signed = await who(request, body)
         parsed = parse(model, body, what)
         if isinstance(parsed, Response):
             return parsed
-        result = await change(source, parsed)
-        return json_response(200, {"id": result.case_id, "status": result.status})
+
+        async def make() -> replays.Answer:
+            try:
+                result = await change(signed.source, parsed)
+                made = json_response(200, {"id": result.case_id, "status": result.status})
+            except SignoffError as exc:
+                made = error_response(exc)
+            return replays.Answer(made.status_code, bytes(made.body))
+
+        if signed.replay_key is None:
+            answer = await make()
+        else:
+            key = (expiry(signed), signed.replay_key)
+            answer = await replays.once(runtime.store, key, signed.source, make)
+        return Response(answer.body, status_code=answer.status, media_type="application/json")
 
     def reports_caller(request: Request) -> None:
         """Reports span every source's cases: they take their own bearer token."""
@@ -496,7 +566,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             found = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(found.pop("$defs", {}))
             components[model.__name__] = found
-        app.openapi_schema = schema
+        app.openapi_schema = with_security(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

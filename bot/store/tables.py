@@ -217,6 +217,24 @@ class Run(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Signature(Base):
+    """A mutating request's signature, accepted once, kept for as long as the window
+    lets it be sent again, with the answer that a replay of it gets. `digest` is a
+    hash of the MAC (never the MAC); `status` is None while the first answer is being
+    made. The key leads with the expiry, so that new rows go to the end of the index
+    (a random hash alone would touch a page anywhere in it per row) and a sweep reads
+    one range; a request's expiry is known from its own timestamp when it is looked up."""
+
+    __tablename__ = "signatures"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 - SQLAlchemy's form
+
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+
+
 cases = cast(Table, Case.__table__)
 decisions = cast(Table, Decision.__table__)
 events = cast(Table, Event.__table__)
@@ -224,3 +242,4 @@ outbox = cast(Table, Outbox.__table__)
 cards = cast(Table, Card.__table__)
 timers = cast(Table, Timer.__table__)
 runs = cast(Table, Run.__table__)
+signatures = cast(Table, Signature.__table__)
