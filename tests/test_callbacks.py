@@ -544,7 +544,9 @@ async def test_end_to_end_a_rebound_name_is_dead_lettered_with_a_clear_error(
             await wait_for(lambda: len(good.received) == 1)
             assert good.received[0].body["escalation"]["id"] == first
             assert good.received[0].signature_ok
-            second = (await api.submit(case(**auto)))["id"]
+            # another body: the same signed request again would be a replay of the first
+            second = (await api.submit(case(**auto, title="Expense ER-2")))["id"]
+            assert second != first
             dead = await settled(api, second)
             assert dead["status"] == "dead"
             assert dead["attempts"] == 1  # refused once, not retried
