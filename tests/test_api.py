@@ -217,9 +217,11 @@ async def test_unknown_case_is_404(api: Api) -> None:
 
 
 async def resend(api: Api, body: Any, ago: int, **headers: str) -> httpx.Response:
-    """`body` to POST /v1/escalations, signed `ago` seconds ago (a signature of its own)."""
+    """`body` to POST /v1/escalations with a signature of its own (not a replay): signed
+    2 + 2 * `ago` seconds back, so that neither a request signed now nor another resend
+    can share its timestamp when the clock ticks between them."""
     raw = orjson.dumps(body)
-    signature = signed(raw, at=int(time.time()) - ago)
+    signature = signed(raw, at=int(time.time()) - 2 - 2 * ago)
     return await api.client.post("/v1/escalations", content=raw, headers={**signature, **headers})
 
 

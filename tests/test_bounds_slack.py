@@ -20,10 +20,12 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from adapters.slack.blocks import CARD_TEXT, REASON_MAX
 from adapters.text import ELLIPSIS
 from bot.clock import FrozenClock
+from bot.runtime import Runtime
 from bot.schemas import MAX_BODY_BYTES
 from bot.service import MAX_REASON
 from tests.blockkit import block_text, check_message, check_view
@@ -189,6 +191,20 @@ async def click_in_modal(world: SlackWorld, view_id: str, action_id: str, user: 
     assert answer.status_code == 200, answer.text
 
 
+async def outbox_settled(runtime: Runtime, seconds: float = 30.0) -> None:
+    """Until no outbox row is waiting to be delivered or recorded."""
+    deadline = time.monotonic() + seconds
+    while True:
+        async with runtime.engine.connect() as conn:
+            waiting = (
+                await conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'pending'"))
+            ).scalar_one()
+        if waiting == 0:
+            return
+        assert time.monotonic() < deadline, f"{waiting} deliveries still pending"
+        await asyncio.sleep(0.05)
+
+
 async def read_full_context(world: SlackWorld, card: Message, user: str = "U0BOB") -> str:
     """Open the full context and turn every page; the text of all pages."""
     opened = len(world.slack.of("views.open"))
@@ -298,7 +314,10 @@ async def test_every_bound_of_the_case_body_reaches_slack_whole(
     for body in bodies.values():
         assert len(orjson.dumps(body)) <= MAX_BODY_BYTES
     ids = {name: (await slack.api.submit(body))["id"] for name, body in bodies.items()}
-    waiting = (await slack.api.submit(texts_case()))["id"]  # left to expire
+    # left to expire; a body of its own (the same signed request again would be a replay)
+    waiting_body = texts_case() | {"requested_by": "someone.else@example.com"}
+    waiting = (await slack.api.submit(waiting_body))["id"]
+    assert waiting != ids["texts"]
     escalating = (await slack.api.submit(emoji_case(confidence=0.6)))["id"]
     cards = {name: await slack.card_for(case_id) for name, case_id in ids.items()}
     for card in cards.values():
@@ -324,7 +343,9 @@ async def test_every_bound_of_the_case_body_reaches_slack_whole(
         await ask_and_answer(slack, ids[name], cards[name])
         await decide(slack, cards[name])
 
-    await asyncio.sleep(0.1)  # the deliveries recorded before the clock jumps their leases
+    # every delivery so far recorded before the clock jumps past their leases (a fixed
+    # sleep was not enough on a loaded machine)
+    await outbox_settled(slack.runtime)
     clock.advance(24 * 3600)  # the waiting case expires; the expert case escalates
     await slack.runtime.sla.sweep()
     expired = await slack.card_for(waiting)
