@@ -24,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot import __version__
 from bot.analytics.report import Report, Week, schedule_zone, weekly
@@ -240,6 +241,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     @app.exception_handler(SignoffError)
     async def _signoff_error(_: Request, exc: SignoffError) -> Response:
         return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_route(request: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's own refusals (no such path, a method the path does not take) in
+        # the same shape as every other error, as the OpenAPI document says
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        where = f"{request.method} {request.url.path[:200]}"
+        message = {
+            404: f"no route {where}: the routes are in /openapi.json",
+            405: f"{where} is not allowed: the routes and their methods are in /openapi.json",
+        }.get(exc.status_code, str(exc.detail))
+        return json_response(
+            exc.status_code, {"error": code, "message": message}, dict(exc.headers or {})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> Response:
