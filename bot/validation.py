@@ -60,12 +60,15 @@ def _things(ctx: dict[str, Any]) -> tuple[str, str]:
     return ("entry", "entries") if ctx.get("field_type") == "Dictionary" else ("item", "items")
 
 
-def sentence(error: ErrorDetails) -> str:
-    """What is wrong with the value at `error["loc"]`, and what would be allowed."""
+def sentence(error: ErrorDetails, *, quote: bool = True) -> str:
+    """What is wrong with the value at `error["loc"]`, and what would be allowed.
+
+    With `quote`, the sentence ends by quoting the value (shortened); settings, which
+    may be secrets, are never quoted."""
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
     value = error.get("input")
-    got = f" (got {shown(value)})"
+    got = f" (got {shown(value)})" if quote else ""
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -93,19 +96,17 @@ def sentence(error: ErrorDetails) -> str:
             return "must not be empty"
         return f"must be at least {_count(ctx.get('min_length'), 'character', 'characters')}"
     if kind == "string_too_long":
-        size = f" (got {len(value)})" if isinstance(value, str) else ""
+        size = f" (got {len(value)})" if isinstance(value, str) and quote else ""
         return f"must be at most {_count(ctx.get('max_length'), 'character', 'characters')}{size}"
     if kind == "too_short":
         one, many = _things(ctx)
-        return (
-            f"must have at least {_count(ctx.get('min_length'), one, many)} "
-            f"(got {ctx.get('actual_length')})"
+        return f"must have at least {_count(ctx.get('min_length'), one, many)}" + (
+            f" (got {ctx.get('actual_length')})" if quote else ""
         )
     if kind == "too_long":
         one, many = _things(ctx)
-        return (
-            f"must have at most {_count(ctx.get('max_length'), one, many)} "
-            f"(got {ctx.get('actual_length')})"
+        return f"must have at most {_count(ctx.get('max_length'), one, many)}" + (
+            f" (got {ctx.get('actual_length')})" if quote else ""
         )
     for bound, words in (
         ("ge", "at least"),
@@ -180,14 +181,14 @@ def field_names(model: type[BaseModel]) -> list[str]:
 
 
 def explain(
-    error: ErrorDetails, model: type[BaseModel] | None = None
+    error: ErrorDetails, model: type[BaseModel] | None = None, *, quote: bool = True
 ) -> tuple[tuple[Any, ...], str]:
     """(where, sentence) for one error of validating `model`.
 
     An unknown field names the fields that are allowed there (and the likeliest one
     meant); a bad mapping key is reported at its mapping, about its key."""
     loc = tuple(error.get("loc", ()))
-    message = sentence(error)
+    message = sentence(error, quote=quote)
     if loc and loc[-1] == "[key]":
         return loc[:-2], f"key {shown(loc[-2])}: {message.removesuffix(f' (got {shown(loc[-2])})')}"
     if error["type"] == "extra_forbidden" and model is not None and loc:
