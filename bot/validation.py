@@ -60,6 +60,13 @@ def _things(ctx: dict[str, Any]) -> tuple[str, str]:
     return ("entry", "entries") if ctx.get("field_type") == "Dictionary" else ("item", "items")
 
 
+def _actual(ctx: dict[str, Any], value: Any) -> str:
+    found = ctx.get("actual_length")
+    if found is None and isinstance(value, dict | list | tuple):
+        found = len(value)
+    return f" (got {found})" if found is not None else ""
+
+
 def sentence(error: ErrorDetails, *, quote: bool = True) -> str:
     """What is wrong with the value at `error["loc"]`, and what would be allowed.
 
@@ -74,7 +81,7 @@ def sentence(error: ErrorDetails, *, quote: bool = True) -> str:
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "json_invalid":
-        return f"the body is not valid JSON: {ctx.get('error', 'cannot parse it')}"
+        return f"is not valid JSON: {ctx.get('error', 'cannot parse it')}"
     if kind in ("model_type", "model_attributes_type", "dict_type", "mapping_type"):
         return f"must be a JSON object{got}"
     if kind in ("list_type", "tuple_type", "set_type"):
@@ -90,7 +97,7 @@ def sentence(error: ErrorDetails, *, quote: bool = True) -> str:
     if kind in ("bool_type", "bool_parsing"):
         return f"must be true or false{got}"
     if kind in ("literal_error", "enum"):
-        return f"must be one of {ctx.get('expected', '')}{got}"
+        return f"must be {ctx.get('expected', '')}{got}"
     if kind == "string_too_short":
         if ctx.get("min_length") == 1:
             return "must not be empty"
@@ -101,12 +108,12 @@ def sentence(error: ErrorDetails, *, quote: bool = True) -> str:
     if kind == "too_short":
         one, many = _things(ctx)
         return f"must have at least {_count(ctx.get('min_length'), one, many)}" + (
-            f" (got {ctx.get('actual_length')})" if quote else ""
+            _actual(ctx, value) if quote else ""
         )
     if kind == "too_long":
         one, many = _things(ctx)
         return f"must have at most {_count(ctx.get('max_length'), one, many)}" + (
-            f" (got {ctx.get('actual_length')})" if quote else ""
+            _actual(ctx, value) if quote else ""
         )
     for bound, words in (
         ("ge", "at least"),
@@ -190,7 +197,9 @@ def explain(
     loc = tuple(error.get("loc", ()))
     message = sentence(error, quote=quote)
     if loc and loc[-1] == "[key]":
-        return loc[:-2], f"key {shown(loc[-2])}: {message.removesuffix(f' (got {shown(loc[-2])})')}"
+        key = str(loc[-2])
+        label = repr(key) if len(key) <= SHOWN_CHARS else f"{key[:SHOWN_CHARS]!r}..."
+        return loc[:-2], f"key {label}: {message.removesuffix(f' (got {shown(key)})')}"
     if error["type"] == "extra_forbidden" and model is not None and loc:
         found = _model_at(model, loc[:-1])
         if found is not None:

@@ -359,7 +359,7 @@ def test_missing_risk_values_never_match(condition: str) -> None:
         ("{amount_at_least: -1}", "amount_at_least: must be at least 0 (got -1)"),
         (
             "{risk_level: [severe]}",
-            "must be one of 'low', 'medium', 'high' or 'critical' (got 'severe')",
+            "must be 'low', 'medium', 'high' or 'critical' (got 'severe')",
         ),
         ("{flags_any: []}", "flags_any: must have at least 1 item (got 0)"),
         (

@@ -268,12 +268,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
 
     def parse(model: type[BaseModel], body: bytes, what: str) -> BaseModel | Response:
         if not body.strip() and model is not CancelIn:
-            why = "the body is empty: send a JSON object (see /openapi.json)"
+            why = "is empty: send a JSON object (see /openapi.json)"
             return json_response(
                 422,
                 {
                     "error": "validation_failed",
-                    "message": f"{what}: {why}",
+                    "message": f"{what}: (body): {why}",
                     "errors": [{"field": "(body)", "message": why}],
                 },
             )
