@@ -72,6 +72,9 @@ SLA_RULE = (
     "a duration from 1 minute to 30 days: a whole number of seconds from 60 to 2592000, "
     "or a number and a unit (s, m, h, d or w) such as 90s, 15m, 4h or 2d"
 )
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+NO_NUL = r"^[^\x00]*$"
+rule(NO_NUL, "text without the NUL character (\\u0000)")
 SCALAR_RULE = "text (at most 2000 characters), a number, true, false or null"
 
 HttpUrl = Annotated[
@@ -138,8 +141,26 @@ def _text(min_length: int, max_length: int) -> Any:
     return StringConstraints(min_length=min_length, max_length=max_length, pattern=NOT_BLANK)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=50_000)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL's text and jsonb cannot hold U+0000; refuse it on every database alike
+        if _has_nul(value):
+            raise PydanticCustomError("nul_character", NUL_MESSAGE)
+        return value
 
 
 class Alternative(Strict):

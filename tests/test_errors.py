@@ -349,6 +349,19 @@ CASE_ROWS: list[tuple[str, dict[str, Any], str, str]] = [
         "idempotency_key",
         "must be at most 200 characters (got 201)",
     ),
+    ("title NUL", {"title": "a\x00b"}, "title", "must not contain the NUL character (\\u0000)"),
+    (
+        "facts key NUL",
+        {"facts": {"k\x00": 1}},
+        "facts",
+        "must not contain the NUL character (\\u0000)",
+    ),
+    (
+        "evidence excerpt NUL",
+        {"evidence": [{"label": "x", "excerpt": "\x00"}]},
+        "evidence.0.excerpt",
+        "must not contain the NUL character (\\u0000)",
+    ),
     (
         "unknown field",
         {"surprise": 1},
@@ -550,6 +563,12 @@ QUERY_ROWS: list[tuple[str, dict[str, Any], str, str]] = [
     ("lane too long", {"lane": "l" * 65}, "lane", "must be at most 64 characters (got 65)"),
     ("kind too long", {"kind": "k" * 65}, "kind", "must be at most 64 characters (got 65)"),
     (
+        "lane NUL",
+        {"lane": "a\x00"},
+        "lane",
+        "must be text without the NUL character (\\u0000) (got 'a\\x00')",
+    ),
+    (
         "cursor too long",
         {"cursor": "c" * 201},
         "cursor",
@@ -690,3 +709,13 @@ def test_the_sla_pattern_is_exactly_the_range(unit: str, top: int) -> None:
     for n in sorted(x for x in numbers if x < top):
         allowed = SLA_MIN <= parse_duration(f"{n}{unit}") <= SLA_MAX
         assert bool(pattern.fullmatch(f"{n}{unit}")) is allowed, f"{n}{unit}"
+
+
+@pytest.mark.parametrize("route", ["", "/info", "/cancel"])
+async def test_an_id_no_case_can_have_is_404(api: Api, route: str) -> None:
+    # a NUL in the id: PostgreSQL could not even compare it, so nobody asks it
+    path = f"/v1/escalations/%00{route}"
+    body = {"text": "t"} if route == "/info" else {}
+    response = await (api.post(path, body) if route else api.get(path))
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "message": "no case with that id"}

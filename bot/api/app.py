@@ -37,6 +37,7 @@ from bot.queries import MAX_PAGE, get_case, list_cases
 from bot.runtime import Runtime, configure_logging
 from bot.schemas import (
     MAX_BODY_BYTES,
+    NO_NUL,
     CancelIn,
     CaseIn,
     CaseList,
@@ -326,6 +327,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     }
     location = {"Location": {"schema": {"type": "string"}, "description": "the case's URL"}}
 
+    def could_be(case_id: str) -> None:
+        """An id no case can have (too long, or a NUL that PostgreSQL cannot even compare)
+        is a 404 without asking the database."""
+        if len(case_id) > 64 or "\x00" in case_id:
+            raise NotFound("no case with that id")
+
     def intake_headers(headers: Mapping[str, str]) -> dict[str, str]:
         return {k: headers[k] for k in INTAKE_HEADERS if k in headers}
 
@@ -416,8 +423,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     )
     async def read(request: Request, case_id: str) -> Response:
         source = await caller(request)
-        if len(case_id) > 64:
-            raise NotFound("no case with that id")
+        could_be(case_id)
         return json_response(200, await get_case(runtime.engine, case_id, source))
 
     @app.get(
@@ -430,10 +436,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def listing(
         request: Request,
         status: Annotated[Status | None, Query()] = None,
-        lane: str | None = Query(None, max_length=64),
-        kind: str | None = Query(None, max_length=64),
+        lane: str | None = Query(None, max_length=64, pattern=NO_NUL),
+        kind: str | None = Query(None, max_length=64, pattern=NO_NUL),
         cursor: str | None = Query(
-            None, max_length=200, description="the `next` of the previous page"
+            None, max_length=200, pattern=NO_NUL, description="the `next` of the previous page"
         ),
         limit: int = Query(50, ge=1, le=MAX_PAGE),
     ) -> Response:
@@ -454,6 +460,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def info(request: Request, case_id: str) -> Response:
         async def answer(source: str, body: BaseModel) -> Any:
             assert isinstance(body, InfoIn)
+            could_be(case_id)
             return await runtime.service.answer_info(case_id, source, body.text, body.facts)
 
         return await workflow_change(request, InfoIn, "invalid answer", answer)
@@ -469,6 +476,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def cancel(request: Request, case_id: str) -> Response:
         async def withdraw(source: str, body: BaseModel) -> Any:
             assert isinstance(body, CancelIn)
+            could_be(case_id)
             return await runtime.service.cancel(case_id, source, body.reason)
 
         return await workflow_change(request, CancelIn, "invalid cancel", withdraw)
