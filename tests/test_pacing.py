@@ -21,10 +21,14 @@ from bot.config import Settings
 from bot.pacing import ChannelPacer
 from bot.runtime import Runtime
 from tests.conftest import Api, case, http_server
+from tests.discord_harness import CHANNELS as DISCORD_CHANNELS
+from tests.discord_harness import TOKEN as DISCORD_TOKEN
+from tests.discord_harness import discord_server, discord_world
 from tests.slack_api import SlackApi, slack_api
 from tests.slack_harness import BOT_TOKEN, GROUPS, USERS, SlackWorld, slack_settings, slack_world
 
 KEY = ("slack", "C1")
+DISCORD_REVIEW = DISCORD_CHANNELS["review"]
 
 
 class Ticks:
@@ -290,3 +294,49 @@ async def test_a_restart_mid_burst_loses_and_doubles_nothing(database_url: str) 
             assert all(c.params["channel"] == "C0REVIEW" for c in slack.ratelimited)
         finally:
             await second.stop()
+
+
+# -- Discord: its own per-route buckets, kept by discord.py --------------------------------
+
+
+async def test_the_discord_stand_in_answers_429_past_a_channels_bucket() -> None:
+    async with discord_server() as api:
+        path = f"{api.url}/channels/{DISCORD_REVIEW}/messages"
+        headers = {"Authorization": f"Bot {DISCORD_TOKEN}"}
+        async with httpx.AsyncClient() as client:  # raw, without discord.py's buckets
+            answers = [
+                await client.post(path, json={"content": f"m{n}"}, headers=headers)
+                for n in range(6)
+            ]
+        assert [a.status_code for a in answers] == [200] * 5 + [429]
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers[:5]] == [
+            "4",
+            "3",
+            "2",
+            "1",
+            "0",
+        ]
+        refused = answers[-1]
+        assert refused.headers["Via"]
+        assert refused.headers["X-RateLimit-Scope"] == "user"
+        assert 0 < float(refused.headers["X-RateLimit-Reset-After"]) <= 5
+        body = refused.json()
+        assert body["global"] is False
+        assert 0 < body["retry_after"] <= 5
+        assert len(api.ratelimited) == 1
+
+
+async def test_discord_posts_keep_to_the_channels_bucket_through_discord_py(
+    sqlite_url: str,
+) -> None:
+    """With Signoff's own pacing lifted, discord.py keeps to the bucket the headers tell
+    (5 per 5 s here): every card arrives and no 429 is answered."""
+    async with discord_world(sqlite_url, channel_rate=50.0, channel_burst=50) as world:
+        ids = await submit_all(world.api, 7)
+        review = world.discord.messages[DISCORD_REVIEW]
+        await world.discord.wait_for(lambda _: len(review) >= 7, timeout=15)
+        assert world.discord.ratelimited == []
+        creates = [c.at for c in world.discord.of("POST /channels/{channel_id}/messages")]
+        assert creates[-1] - creates[0] >= 4.5  # the 6th waited for the bucket's reset
+        for case_id in ids:  # one card each
+            assert sum(f"Case {case_id}" in json.dumps(m.embeds) for m in review) == 1
