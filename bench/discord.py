@@ -180,7 +180,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 SIGNOFF_DISCORD_BOT_TOKEN=TOKEN,
                 SIGNOFF_DISCORD_API_URL=api.url,
                 SIGNOFF_WORKERS="1",
+                # 100 cards into one channel at 50/s is past Discord's limits: this
+                # measures the pipeline, so the pacing and the stand-in's buckets are lifted
+                SIGNOFF_CHANNEL_RATE="50",
+                SIGNOFF_CHANNEL_BURST="50",
             )
+            api.message_limit = api.global_limit = 1_000_000
             await server.start()
             try:
                 await api.wait_connected(timeout=30)

@@ -7,6 +7,13 @@ Two measurements:
   across 10 lanes with 10 channels; latency from just before each `POST
   /v1/escalations` is sent to the moment its `chat.postMessage` arrives at the Slack
   stand-in. Needs the outbox to wake on commit, not to poll.
+  Slack takes about one message a second per channel, which this load (5 a second per
+  channel) exceeds: this run lifts the pacing in both the bot and the stand-in to 50 a
+  second, to measure the pipeline, not Slack's limit.
+* one channel: a burst of 50 cases into one lane, with Slack's real limit in both the bot
+  (SIGNOFF_CHANNEL_RATE=1, SIGNOFF_CHANNEL_BURST=3, the defaults) and the stand-in;
+  how long until the last card is posted, and how many 429s the stand-in answered (the
+  pacing is right when that is 0).
 * clicks: N concurrent reviewers (default 100) click Approve on N cards, signed as
   Slack signs (`block_actions`, form-encoded); latency from sending the click to its
   HTTP 200 (Slack's limit is 3 s), and on to the modal's `views.open`. Then N
@@ -147,6 +154,51 @@ async def deliveries(
         "errors": errors,
         "lost": total - warm - errors - len(latencies),
         **stats(latencies),
+    }
+
+
+async def one_channel(client: httpx.AsyncClient, slack: SlackApi, cases: int) -> dict[str, Any]:
+    """`cases` cases into one lane at once; when each card arrives, and the 429s."""
+    arrived: dict[int, float] = {}
+
+    def on_call(call: Call) -> None:
+        if call.method == "chat.postMessage" and call.status == 200:
+            found = TITLE.search(str(call.params.get("text", "")))
+            if found and "thread_ts" not in call.params:
+                arrived.setdefault(int(found.group(1)), call.at)
+
+    slack.on_call.append(on_call)
+    refused_before = len(slack.ratelimited)
+    numbers = [n * CHANNELS for n in range(cases)]  # kind_0: lane_0, channel C0BENCH0
+
+    async def one(n: int) -> int:
+        body = case_body(n)
+        headers = {
+            signing.HEADER: signing.sign(SECRET, "POST", "/v1/escalations", body, int(time.time())),
+            "Content-Type": "application/json",
+        }
+        response = await client.post("/v1/escalations", content=body, headers=headers)
+        return response.status_code
+
+    start = time.monotonic()
+    statuses = await asyncio.gather(*(one(n) for n in numbers))
+    submitted = time.monotonic() - start
+    deadline = time.monotonic() + cases * 2 + 30
+    while len(arrived) < cases and time.monotonic() < deadline:  # noqa: ASYNC110 - a hook counts, this waits
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # a doubled card would land by now
+    slack.on_call.remove(on_call)
+    cards = [m for m in slack.messages["C0BENCH0"] if m.thread_ts is None and m.user is None]
+    times = sorted(t - start for t in arrived.values())
+    return {
+        "cases": cases,
+        "errors": sum(1 for s in statuses if s != 201),
+        "submitted_s": round(submitted, 2),
+        "first_card_s": round(times[0], 2) if times else None,
+        "last_card_s": round(times[-1], 2) if times else None,
+        "cards": len(cards),
+        "lost": cases - len(arrived),
+        "answered_429": len(slack.ratelimited) - refused_before,
     }
 
 
@@ -315,6 +367,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="cases per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the delivery run")
     parser.add_argument("--clicks", type=int, default=100, help="concurrent clicks")
+    parser.add_argument("--burst", type=int, default=50, help="cases into one channel at once")
     parser.add_argument("--postgres-url", help="run on this PostgreSQL (its schema is reset)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
@@ -333,7 +386,10 @@ async def main() -> None:
                 SIGNOFF_SLACK_SIGNING_SECRET=SIGNING_SECRET,
                 SIGNOFF_SLACK_API_URL=sl.url,
                 SIGNOFF_WORKERS="1",
+                SIGNOFF_CHANNEL_RATE="50",  # this run measures the pipeline, not the pace
+                SIGNOFF_CHANNEL_BURST="50",
             )
+            sl.channel_rate, sl.channel_burst = 50.0, 50
             await server.start()
             try:
                 base = f"http://127.0.0.1:{server.port}"
@@ -343,12 +399,15 @@ async def main() -> None:
                     clicked = await clicks(server.port, sl, args.clicks)
             finally:
                 await server.stop()
-            result = {
-                "database": "postgresql" if args.postgres_url else "sqlite",
-                "delivery": delivery,
-                "clicks": clicked,
-                "slack_violations": len(sl.violations),
-            }
+            violations = len(sl.violations)
+        paced = await paced_run(work, args.postgres_url, args.burst)
+        result = {
+            "database": "postgresql" if args.postgres_url else "sqlite",
+            "delivery": delivery,
+            "one_channel": paced,
+            "clicks": clicked,
+            "slack_violations": violations,
+        }
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -371,7 +430,37 @@ async def main() -> None:
             f"{label} at {clicked['concurrency']} concurrent: p50 {s['p50_ms']:.1f} ms, "
             f"p90 {s['p90_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, max {s['max_ms']:.1f} ms"
         )
+    b = paced
+    print(
+        f"{b['cases']} cases into one channel at Slack's pace (1/s after a burst of 3): "
+        f"submitted in {b['submitted_s']:.2f} s, first card {b['first_card_s']} s, "
+        f"last card {b['last_card_s']} s; {b['cards']} cards ({b['lost']} lost), "
+        f"{b['answered_429']} answered 429"
+    )
     print(f"Block Kit violations seen by the Slack stand-in: {result['slack_violations']}")
+
+
+async def paced_run(work: Path, postgres_url: str | None, cases: int) -> dict[str, Any]:
+    """A fresh `signoff serve` and stand-in, both at Slack's real per-channel limit."""
+    if postgres_url:
+        await reset_postgres(postgres_url)
+    database = postgres_url or f"sqlite:///{work / 'paced.db'}"
+    async with slack_api(users={APPROVER: {"name": "alice", "email": "a@example.com"}}) as sl:
+        server = Server(work, database, SECRET)
+        server.env.update(
+            SIGNOFF_POLICY=str(work / "policy.yaml"),
+            SIGNOFF_SLACK_BOT_TOKEN="xoxb-bench",
+            SIGNOFF_SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SIGNOFF_SLACK_API_URL=sl.url,
+            SIGNOFF_WORKERS="1",
+        )
+        await server.start()
+        try:
+            base = f"http://127.0.0.1:{server.port}"
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                return await one_channel(client, sl, cases)
+        finally:
+            await server.stop()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from bot import __version__, signing
 from bot.config import SECRET_FILE, Settings
 from bot.errors import ConfigError, PolicyError, SignoffError
 from bot.policy import explain, load_policy, route
+from bot.validation import dotted
+from bot.validation import explain as explain_error
 
 log = logging.getLogger("signoff")
 
@@ -40,11 +42,13 @@ def load_settings() -> Settings:
         name = f"SIGNOFF_{found.group(1).upper()}" if found else "a setting"
         fail(f"bad settings: {name} is not valid JSON", 2)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"SIGNOFF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        fail(f"bad settings: {problems}", 2)
+        problems = []
+        for error in exc.errors():
+            # never quote a value back: a setting may be a secret
+            loc, message = explain_error(error, Settings, quote=False)
+            name = "__".join(str(p) for p in loc).upper()
+            problems.append(f"SIGNOFF_{name}: {message}")
+        fail(f"bad settings: {'; '.join(problems)}", 2)
 
 
 def read_secret_file() -> str | None:
@@ -75,7 +79,11 @@ def ensure_webhook_secret(settings: Settings) -> tuple[Settings, bool]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="signoff")
 def main() -> None:
-    """Signoff: human sign-off for AI workflows, in Slack and Discord."""
+    """Signoff: human sign-off for AI workflows, in Slack and Discord.
+
+    Errors go to stderr. Exit status: 0 done; 1 what you gave (a policy, a case, a
+    request) was checked and refused; 2 cannot run as asked (options, settings, a file
+    that cannot be read); 3 the server cannot be reached."""
 
 
 @main.command()
@@ -207,7 +215,7 @@ def send(case_file: Path, url: str | None, source: str, idempotency_key: str | N
     try:
         json.loads(body)
     except ValueError as exc:
-        fail(f"{case_file}: not JSON: {exc}", 2)
+        fail(f"{case_file}: not JSON: {exc}", 1)
     configured = settings.all_sources().get(source)
     secret = configured.secret.get_secret_value() if configured and configured.secret else None
     if secret is None and source == "default":
@@ -293,8 +301,11 @@ def policy_explain(case_file: Path, policy_file: Path | None) -> None:
         fail(f"{case_file}: {exc.strerror}", 2)
     except ValidationError as exc:
         for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(case)"
-            click.echo(f"{case_file}: {where}: {error['msg']}", err=True)
+            if error["type"] == "json_invalid":
+                click.echo(f"{case_file}: not JSON: {error.get('ctx', {}).get('error')}", err=True)
+                continue
+            loc, message = explain_error(error, CaseIn)
+            click.echo(f"{case_file}: {dotted(loc) or '(case)'}: {message}", err=True)
         sys.exit(1)
     routing = route(loaded, case)
     click.echo(f"lane: {routing.lane}")

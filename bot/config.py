@@ -138,3 +138,29 @@ class Settings(BaseSettings):
             secret=self.webhook_secret or base.secret, token=self.webhook_token or base.token
         )
         return sources
+
+    # Per-channel pacing of posts (bot/pacing.py), for Slack and Discord channels: Slack
+    # allows about one message a second per channel with short bursts
+    # (https://docs.slack.dev/apis/web-api/rate-limits); per process, so per replica.
+    channel_rate: float = 1.0  # messages a second, per channel
+    channel_burst: int = 3  # messages sent at once into a quiet channel
+
+    @field_validator("channel_rate")
+    @classmethod
+    def _channel_rate(cls, value: float) -> float:
+        if not 0.01 <= value <= 50:
+            raise ValueError(
+                f"{value} is not a pacing rate Signoff takes: give messages a second per "
+                "channel, from 0.01 to 50 (Slack allows about 1)"
+            )
+        return value
+
+    @field_validator("channel_burst")
+    @classmethod
+    def _channel_burst(cls, value: int) -> int:
+        if not 1 <= value <= 50:
+            raise ValueError(
+                f"{value} is not a pacing burst Signoff takes: give how many messages may go "
+                "at once into a quiet channel, from 1 to 50 (Slack tolerates about 3)"
+            )
+        return value

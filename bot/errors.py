@@ -68,6 +68,13 @@ class InvalidInput(SignoffError):
     code = "invalid"
     status = 422
 
+    def to_json(self) -> dict[str, Any]:
+        # the same `errors` list as a body that failed validation, so a client reads one shape
+        found = super().to_json()
+        if "field" in self.details:
+            found["errors"] = [{"field": self.details["field"], "message": self.message}]
+        return found
+
 
 class DecisionRefused(SignoffError):
     """The decision service refused. `code` says why, in a word a program can match."""

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from bot.callbacks import Callbacks, Resolver
 from bot.cards import build_card
 from bot.intake import Prepared
+from bot.pacing import ChannelPacer, Key
 from bot.policy import LoadedPolicy
 from bot.protocols import Adapter, Clock, Delivery, DeliveryFailed, MessageRef, Summary
 from bot.store.bulk import BulkInsert, Sql
@@ -76,6 +77,13 @@ DELIVERED = Sql(
 # A card posted twice (a delivery re-claimed after its lease ran out) keeps its first
 # record; failing the whole settle would lose the other rows' outcomes.
 INSERT_CARDS = BulkInsert(cards, skip_existing=True)
+# Chat platforms whose channels take a limited number of messages a second.
+PACED_PLATFORMS = frozenset({"slack", "discord"})
+CREATES = frozenset({"post_card", "notify", "page", "summary"})  # kinds that post a message
+# Seconds a row may wait in this process for its channel's turn; a row whose turn is
+# further off goes back to the table, due at its turn, so that it holds neither its lease
+# nor the batch (whose other channels' outcomes are recorded when the batch is done).
+PACE_HOLD = 2.0
 
 
 class Deferred(Exception):
@@ -114,6 +122,7 @@ class OutboxWorker:
         concurrency: int = 32,
         callback_hosts: Sequence[str] = (),
         callback_resolver: Resolver | None = None,
+        pacer: ChannelPacer | None = None,
     ) -> None:
         self.store = store
         self.engine = store.engine
@@ -138,6 +147,7 @@ class OutboxWorker:
         self.callbacks = Callbacks(
             callback_hosts, timeout=callback_timeout, resolver=callback_resolver
         )
+        self.pacer = pacer
 
     def wake(self) -> None:
         self._wake.set()
@@ -311,12 +321,51 @@ class OutboxWorker:
 
     async def _deliver_in_order(self, rows: list[Row], batch: _Batch) -> None:
         for index, row in enumerate(rows):
-            async with self._limit:
-                ok = await self._deliver(row, batch)
+            paced = self._paced(row, batch)
+            if paced is None or self.pacer is None:
+                async with self._limit:
+                    ok = await self._deliver(row, batch)
+            elif (delay := self.pacer.estimate(paced[0], int(row["id"]))) > PACE_HOLD:
+                self._pace_later(row, batch, paced[0], delay)
+                ok = False
+            else:
+                # The channel's turn is awaited outside the concurrency limit, so a busy
+                # channel holds no slot that another channel's delivery could use.
+                async with self.pacer.turn(*paced), self._limit:
+                    ok = await self._deliver(row, batch)
             if not ok:
                 # Later rows of this case wait for this one: release them untouched.
                 batch.released += [int(r["id"]) for r in rows[index + 1 :]]
                 return
+
+    def _paced(self, row: Row, batch: _Batch) -> tuple[Key, int] | None:
+        """The channel a delivery posts a message into, and how many messages, if paced."""
+        kind = str(row["kind"])
+        platform, _, channel = str(row["target"]).partition(":")
+        if self.pacer is None or kind not in CREATES or platform not in PACED_PLATFORMS:
+            return None
+        case = str(row["case_id"])
+        if kind == "page":
+            # A page's message in a channel is its reply in the card's thread (its DMs
+            # go to a conversation each).
+            ref = next(
+                (r for (c, p, _), r in batch.refs.items() if (c, p) == (case, platform)), None
+            )
+            return ((platform, ref.channel), 1) if ref is not None else None
+        if kind == "post_card" and (case, platform, channel) in batch.refs:
+            return None  # already posted: nothing goes out
+        if kind == "summary" and orjson.loads(row["payload"]).get("images"):
+            return (platform, channel), 2  # the text, then the charts shared as files
+        return (platform, channel), 1
+
+    def _pace_later(self, row: Row, batch: _Batch, key: Key, delay: float) -> None:
+        """Send `row` back to the table, due at its channel's turn (no attempt counted)."""
+        assert self.pacer is not None
+        self.pacer.promise(key, int(row["id"]), delay)
+        batch.retry.append(
+            (row, f"paced: its turn in channel {key[1]} is in {delay:.1f} s", delay, False)
+        )
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _deliver(self, row: Row, batch: _Batch) -> bool:
         try:
@@ -427,6 +476,10 @@ class OutboxWorker:
             )
             batch.dead.append((row, error))
             return
+        if retry_after is not None and self.pacer is not None:
+            paced = self._paced(row, batch)
+            if paced is not None:  # the platform's 429: its channel waits as long
+                self.pacer.penalize(paced[0], retry_after)
         delay = retry_after if retry_after is not None else self.backoff(int(row["attempts"]))
         log.warning(
             "delivery %s (%s) failed, retry in %.1f s: %s", row["id"], row["kind"], delay, error

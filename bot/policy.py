@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from bot.errors import PolicyError
 from bot.schemas import CaseIn
+from bot.validation import explain as explain_error
 from policies import DEFAULT_POLICY
 from policies.schema import Condition, Lane, Policy, Rule
 
@@ -99,10 +100,10 @@ def parse_policy(data: bytes, name: str = "<policy>") -> LoadedPolicy:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = tuple(error["loc"])
-            line = _line_of(node, loc)
+            # a bad mapping key is told at its mapping, on the key's own line
+            line = _line_of(node, tuple(p for p in error["loc"] if p != "[key]"))
+            loc, message = explain_error(error, Policy)
             where = _dotted(loc) or "(top level)"
-            message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{name}:{line}: {where}: {message}")
         raise PolicyError("\n".join(problems), problems) from exc
     return LoadedPolicy(policy=policy, version=policy_version(data), path=name)

@@ -12,6 +12,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.intake import IntakeWriter
 from bot.outbox import OutboxWorker
+from bot.pacing import ChannelPacer
 from bot.policy import LoadedPolicy, load_policy
 from bot.protocols import Adapter, Clock, Surface
 from bot.service import Service
@@ -64,6 +65,7 @@ class Runtime:
             callback_timeout=settings.callback_timeout,
             lease=settings.outbox_lease,
             callback_hosts=settings.callback_hosts,
+            pacer=ChannelPacer(settings.channel_rate, settings.channel_burst),
         )
         self.writer = IntakeWriter(self.store, self.outbox.wake, dispatcher=self.outbox)
         self.service = Service(self.store, self.policy, self.adapters, self.clock, self.outbox.wake)

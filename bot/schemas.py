@@ -6,20 +6,25 @@ a case is untrusted input that ends up in front of a person.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bot.durations import parse_duration
+from bot.validation import rule, shown
 
 MAX_BODY_BYTES = 256 * 1024
 Action = Literal["approve", "reject", "request_info"]
@@ -27,40 +32,135 @@ FinalAction = Literal["approve", "reject"]
 DEFAULT_ACTIONS: tuple[Action, ...] = ("approve", "reject", "request_info")
 
 
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
-
-
-# scheme, optional user info, a host (name, IPv4 or [IPv6]), optional port, then the rest
-_HTTP_URL = re.compile(
-    r"https?://(?:[^/?#@]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^/?#@:\[\]]+)(?::\d{1,5})?(?:[/?#].*)?",
-    re.IGNORECASE,
+# scheme, optional user info, a host (name, IPv4 or [IPv6]), optional port, then the rest;
+# nowhere a space or a control character. Written for Python, Rust (pydantic) and
+# ECMA-262 (the OpenAPI document) alike, so all three read it the same way.
+_NOT_SPACE = r"\s\x00-\x1f\x7f"
+HTTP_URL = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[^/?#@{_NOT_SPACE}]*@)?"
+    rf"(?:\[[0-9A-Fa-f:.]+\]|[^/?#@:\[\]{_NOT_SPACE}]+)(?::[0-9]{{1,5}})?"
+    rf"(?:[/?#][^{_NOT_SPACE}]*)?$"
+)
+_HTTP_URL = re.compile(HTTP_URL)
+URL_RULE = rule(
+    HTTP_URL,
+    "an http:// or https:// URL with a host and without spaces or control characters",
 )
 
 
 def _http_url(value: str) -> str:
-    if _SPACE_OR_CONTROL.search(value):
-        raise ValueError("URL must not contain spaces or control characters")
     if not _HTTP_URL.fullmatch(value):
-        raise ValueError("must be an http:// or https:// URL")
+        raise ValueError(f"must be {URL_RULE}")
     return value
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
+NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+FLAG = r"^[A-Za-z0-9_.:-]{1,64}$"
+CURRENCY = r"^[A-Z]{3}$"
+NOT_BLANK = r"\S"
+# 1 minute to 30 days, as seconds or as a number and a unit (bot.durations)
+SLA_MIN, SLA_MAX = 60, 30 * 86400
+SLA_TEXT = (
+    r"^(?:(?:[6-9][0-9]|[1-9][0-9]{2,5}|1[0-9]{6}|2[0-4][0-9]{5}|25[0-8][0-9]{4}"
+    r"|259[01][0-9]{3}|2592000)s"
+    r"|(?:[1-9][0-9]{0,3}|[1-3][0-9]{4}|4[0-2][0-9]{3}|43[01][0-9]{2}|43200)m"
+    r"|(?:[1-9][0-9]?|[1-6][0-9]{2}|7[01][0-9]|720)h"
+    r"|(?:[1-9]|[12][0-9]|30)d"
+    r"|[1-4]w)$"
+)
+SLA_RULE = (
+    "a duration from 1 minute to 30 days: a whole number of seconds from 60 to 2592000, "
+    "or a number and a unit (s, m, h, d or w) such as 90s, 15m, 4h or 2d"
+)
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+NO_NUL = r"^[^\x00]*$"
+rule(NO_NUL, "text without the NUL character (\\u0000)")
+SCALAR_RULE = "text (at most 2000 characters), a number, true, false or null"
+
+HttpUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048, pattern=HTTP_URL),
+    Field(description=f"{URL_RULE}; at most 2048 characters"),
+]
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME),
+    Field(
+        description=rule(
+            NAME, "1 to 64 lower-case letters, digits or _ . -, starting with a letter or digit"
+        )
+    ),
+]
+Flag = Annotated[
+    str,
+    StringConstraints(pattern=FLAG),
+    Field(description=rule(FLAG, "1 to 64 letters, digits or _ . : -")),
+]
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=CURRENCY),
+    Field(description=rule(CURRENCY, "a three-letter currency code in capitals, such as EUR")),
+]
+rule(NOT_BLANK, "text that is not only spaces")
+rule(SLA_TEXT, SLA_RULE)
 
 
-HttpUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-Flag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-Scalar = Annotated[str, StringConstraints(max_length=2000)] | int | float | bool | None
+def _one_error(words: str) -> Any:
+    """A validator that reports a union's failure as one sentence, not one per member."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError(
+                "not_allowed",
+                "must be {allowed} (got {got})",
+                {"allowed": words, "got": shown(value)},
+            ) from None
+
+    return WrapValidator(check)
+
+
 Text = Annotated[str, StringConstraints(max_length=2000)]
+Scalar = Annotated[
+    Text | int | float | bool | None,
+    _one_error(SCALAR_RULE),
+    Field(description=SCALAR_RULE),
+]
 FactKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Sla = Annotated[
+    Annotated[int, Field(strict=True, ge=SLA_MIN, le=SLA_MAX)]
+    | Annotated[str, StringConstraints(pattern=SLA_TEXT)]
+    | None,
+    _one_error(SLA_RULE),
+    Field(description=SLA_RULE),
+]
+
+
+def _text(min_length: int, max_length: int) -> Any:
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=NOT_BLANK)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=50_000)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL's text and jsonb cannot hold U+0000; refuse it on every database alike
+        if _has_nul(value):
+            raise PydanticCustomError("nul_character", NUL_MESSAGE)
+        return value
 
 
 class Alternative(Strict):
@@ -92,7 +192,7 @@ class Recommendation(Strict):
 class Risk(Strict):
     level: Literal["low", "medium", "high", "critical"] | None = None
     amount: float | None = Field(default=None, ge=0, le=1e15)
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Currency | None = None
     reversible: bool | None = None
     customer_tier: Annotated[str, StringConstraints(max_length=64)] | None = None
     compliance: list[Flag] = Field(default_factory=list, max_length=20)
@@ -120,12 +220,8 @@ class CaseIn(Strict):
 
     source: Name = "default"
     kind: Name
-    title: Annotated[
-        str, StringConstraints(min_length=1, max_length=300), AfterValidator(_not_blank)
-    ]
-    question: Annotated[
-        str, StringConstraints(min_length=1, max_length=3000), AfterValidator(_not_blank)
-    ]
+    title: Annotated[str, _text(1, 300)]
+    question: Annotated[str, _text(1, 3000)]
     summary: Annotated[str, StringConstraints(max_length=100_000)] = ""
     recommendation: Recommendation
     risk: Risk = Field(default_factory=Risk)
@@ -135,31 +231,36 @@ class CaseIn(Strict):
     policy_refs: list[PolicyRef] = Field(default_factory=list, max_length=20)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=100)
     actions: list[Action] = Field(
-        default_factory=lambda: list(DEFAULT_ACTIONS), min_length=2, max_length=3
+        default_factory=lambda: list(DEFAULT_ACTIONS),
+        min_length=2,
+        max_length=3,
+        description="approve and reject, and request_info if the reviewer may ask for more",
+        json_schema_extra={
+            "uniqueItems": True,
+            "allOf": [{"contains": {"const": "approve"}}, {"contains": {"const": "reject"}}],
+        },
     )
     requested_by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     callback_url: HttpUrl | None = None
-    sla: str | int | None = None
+    sla: Sla = None
     metadata: dict[FactKey, Scalar] = Field(default_factory=dict, max_length=50)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-
-    @field_validator("sla")
-    @classmethod
-    def _sla(cls, value: str | int | None) -> str | int | None:
-        if value is None:
-            return None
-        seconds = value if isinstance(value, int) else parse_duration(value)
-        if not 60 <= seconds <= 30 * 86400:
-            raise ValueError("SLA must be between 1 minute and 30 days")
-        return value
 
     @field_validator("actions")
     @classmethod
     def _actions(cls, value: list[Action]) -> list[Action]:
         if len(set(value)) != len(value):
-            raise ValueError("actions must not repeat")
+            raise PydanticCustomError(
+                "actions_repeat",
+                "must name each action once (got {got})",
+                {"got": json.dumps(value)},
+            )
         if "approve" not in value or "reject" not in value:
-            raise ValueError("actions must include approve and reject")
+            raise PydanticCustomError(
+                "actions_incomplete",
+                "must include both approve and reject; request_info is optional (got {got})",
+                {"got": json.dumps(value)},
+            )
         return value
 
     def sla_seconds(self) -> int | None:
@@ -171,9 +272,7 @@ class CaseIn(Strict):
 class InfoIn(Strict):
     """The body of `POST /v1/escalations/{id}/info`."""
 
-    text: Annotated[
-        str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_not_blank)
-    ]
+    text: Annotated[str, _text(1, 10_000)]
     facts: dict[FactKey, Scalar] | None = Field(default=None, max_length=500)
 
 
@@ -262,3 +361,36 @@ class CaseSummary(BaseModel):
 class CaseList(BaseModel):
     items: list[CaseSummary]
     next: str | None
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where: `title`, `evidence.0.url`, `(body)`, a header's name")
+    message: str = Field(description="what is wrong there, and what would be allowed")
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: a stable code for programs and a sentence for people."""
+
+    error: str = Field(
+        description="validation_failed, invalid, unauthorized, forbidden, not_found, conflict, "
+        "too_large, or the decision service's code (already_decided, no_info_requested, ...)"
+    )
+    message: str
+    errors: list[FieldError] = Field(
+        default_factory=list, description="each problem of a 422, by field"
+    )
+    field: str | None = Field(default=None, description="the one field an `invalid` 422 is about")
+
+
+class ChangeOut(BaseModel):
+    """The answer to `/info` and `/cancel`."""
+
+    id: str
+    status: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unhealthy"]
+    database: Literal["ok", "unreachable"]
+    version: str | None = None
+    policy_version: str | None = None

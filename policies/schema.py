@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.durations import parse_duration
+from bot.validation import rule as pattern_rule
 
 BUILTIN_LANES = ("auto", "block")
 DEFAULT_REASON_CODES = (
@@ -37,9 +38,15 @@ DEFAULT_REASON_CODES = (
     "other",
 )
 
-Platform = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-LaneName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+PLATFORM = r"^[a-z][a-z0-9_]{0,31}$"
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,63}$"
+pattern_rule(
+    PLATFORM, "a platform: 1 to 32 lower-case letters, digits or _, starting with a letter"
+)
+pattern_rule(IDENTIFIER, "1 to 64 lower-case letters, digits or _, starting with a letter")
+Platform = Annotated[str, StringConstraints(pattern=PLATFORM)]
+LaneName = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+Code = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
 Rate = Annotated[float, Field(ge=0, le=1)]
 
 

@@ -94,8 +94,14 @@ rules:
         ("{tz: UTC, days: weekdays}", "'weekdays' is not a list of days"),
         ("{tz: UTC, from: '9am'}", "'9am' is not a time of day"),
         ("{tz: UTC, from: '17:00', to: '09:00'}", "the working day ends (09:00) before it starts"),
-        ("{tz: UTC, holidays: [christmas]}", "Input should be a valid date"),
-        ("{tz: UTC, hour: 9}", "Extra inputs are not permitted"),
+        (
+            "{tz: UTC, holidays: [christmas]}",
+            "holidays[0]: must be a date in ISO 8601, such as 2026-12-24 (got 'christmas')",
+        ),
+        (
+            "{tz: UTC, hour: 9}",
+            "hour: unknown field; the fields here are tz, days, from, to, holidays",
+        ),
     ],
 )
 def test_bad_hours_name_the_line_and_field(tmp_path: Path, hours: str, message: str) -> None:

@@ -355,12 +355,18 @@ def test_missing_risk_values_never_match(condition: str) -> None:
     ("condition", "message"),
     [
         ("{}", "an empty `if` matches everything"),
-        ("{confidence_below: 1.5}", "less than or equal to 1"),
-        ("{amount_at_least: -1}", "greater than or equal to 0"),
-        ("{risk_level: [severe]}", "'low', 'medium', 'high' or 'critical'"),
-        ("{flags_any: []}", "at least 1 item"),
-        ("{kinds: refund}", "Extra inputs are not permitted"),
-        ("{reversible: maybe}", "valid boolean"),
+        ("{confidence_below: 1.5}", "confidence_below: must be at most 1 (got 1.5)"),
+        ("{amount_at_least: -1}", "amount_at_least: must be at least 0 (got -1)"),
+        (
+            "{risk_level: [severe]}",
+            "must be 'low', 'medium', 'high' or 'critical' (got 'severe')",
+        ),
+        ("{flags_any: []}", "flags_any: must have at least 1 item (got 0)"),
+        (
+            "{kinds: refund}",
+            "kinds: unknown field (did you mean 'kind'?); the fields here are kind, source",
+        ),
+        ("{reversible: maybe}", "reversible: must be true or false (got 'maybe')"),
     ],
 )
 def test_bad_conditions_name_the_field(condition: str, message: str) -> None:
@@ -537,9 +543,15 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         with_line(7, "    qourum: 1"),
         7,
         "lanes.review.qourum",
-        "Extra inputs are not permitted",
+        "unknown field (did you mean 'quorum'?); the fields here are channels, sla, reminders",
     ),
-    ("unknown top-level key", BASE + "blind_reveiw: 0.1\n", 16, "blind_reveiw", "Extra inputs"),
+    (
+        "unknown top-level key",
+        BASE + "blind_reveiw: 0.1\n",
+        16,
+        "blind_reveiw",
+        "unknown field (did you mean 'blind_review'?); the fields here are lanes, kinds",
+    ),
     (
         "rule to an undefined lane",
         with_line(13, "    lane: reveiw"),
@@ -588,7 +600,7 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         with_line(10, "    quorum: 0"),
         10,
         "lanes.oncall.quorum",
-        "greater than or equal to 1",
+        "must be at least 1 (got 0)",
     ),
     ("duplicate key", with_line(7, "    sla: 2h"), 7, "lanes.review.sla", "key appears twice"),
     ("duplicate lane", with_line(8, "  review:"), 8, "lanes.review", "key appears twice"),
@@ -627,16 +639,22 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         with_line(15, "    audit_sample: 1.5"),
         15,
         "rules[1].audit_sample",
-        "less than or equal to 1",
+        "must be at most 1 (got 1.5)",
     ),
     (
         "blind_review -0.1",
         BASE + "blind_review: -0.1\n",
         16,
         "blind_review",
-        "greater than or equal to 0",
+        "must be at least 0 (got -0.1)",
     ),
-    ("bad lane name", with_line(8, "  On-Call:"), 8, "lanes.On-Call[key]", "should match pattern"),
+    (
+        "bad lane name",
+        with_line(8, "  On-Call:"),
+        8,
+        "lanes",
+        "key 'On-Call': must be 1 to 64 lower-case letters, digits or _, starting with a letter",
+    ),
     (
         "on_timeout",
         with_line(7, "    on_timeout: ignore"),
@@ -659,7 +677,7 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         "summaries.weekly",
         "'Mars/Base' is not a time zone",
     ),
-    ("no rules", "\n".join(BASE.splitlines()[:10]) + "\n", 1, "rules", "Field required"),
+    ("no rules", "\n".join(BASE.splitlines()[:10]) + "\n", 1, "rules", "is required"),
     (
         "discord channel by name",
         with_line(3, "    channels: {slack: C0REVIEW, discord: general}"),
@@ -735,7 +753,7 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         BASE + "sensitive: requested_by\n",
         16,
         "sensitive",
-        "Input should be a valid list",
+        "must be a list (got 'requested_by')",
     ),
     (
         "a kind's sensitive_fields",
@@ -803,7 +821,7 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
     assert caught.value.problems == [
         f"{path}:4: lanes.review.sla: '4 hours' is not a duration: "
         "write it like 90s, 15m, 4h or 2d",
-        f"{path}:10: lanes.oncall.quorum: Input should be greater than or equal to 1",
+        f"{path}:10: lanes.oncall.quorum: must be at least 1 (got 0)",
     ]
 
 

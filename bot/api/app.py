@@ -15,14 +15,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot import __version__
 from bot.analytics.report import Report, Week, schedule_zone, weekly
@@ -35,21 +37,26 @@ from bot.queries import MAX_PAGE, get_case, list_cases
 from bot.runtime import Runtime, configure_logging
 from bot.schemas import (
     MAX_BODY_BYTES,
+    NO_NUL,
     CancelIn,
     CaseIn,
     CaseList,
     CaseOut,
+    ChangeOut,
+    ErrorOut,
+    HealthOut,
     InfoIn,
     SubmitOut,
 )
 from bot.signing import HEADER as SIGNATURE_HEADER
 from bot.store import replays
+from bot.validation import dotted, explain
 
 log = logging.getLogger(__name__)
 
 INTAKE_HEADERS = ("x-signoff-signature", "x-signoff-source", "authorization", "idempotency-key")
 INTAKE_HEADER_BYTES = frozenset(h.encode() for h in INTAKE_HEADERS)
-STATUSES = (
+Status = Literal[
     "pending",
     "info_requested",
     "approved",
@@ -57,16 +64,8 @@ STATUSES = (
     "expired",
     "cancelled",
     "auto_decided",
-)
-ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-    "required": ["error", "message"],
-}
+]
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -132,23 +131,21 @@ def error_response(exc: SignoffError) -> Response:
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(parts) or "(body)"
+    # FastAPI puts where a value came from first: `query.limit`, `body.title`
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    return dotted(loc) or "(body)"
 
 
-def validation_error(exc: ValidationError | RequestValidationError, what: str) -> Response:
+def validation_error(
+    exc: ValidationError | RequestValidationError,
+    what: str,
+    model: type[BaseModel] | None = None,
+) -> Response:
+    """422 with one sentence per problem, each saying what would be allowed."""
     errors = []
     for error in exc.errors():
-        loc = tuple(error.get("loc", ()))
-        # pydantic puts a model validator's message at the model; say so plainly
-        kind = error.get("type", "")
-        message = str(error.get("msg", "")).removeprefix("Value error, ")
-        if kind == "extra_forbidden":
-            message = "unknown field"
-        elif kind == "json_invalid":
-            message = f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}".rstrip(
-                ": "
-            )
+        loc, message = explain(error, model)
         errors.append({"field": _field(loc), "message": message})
     first = errors[0] if errors else {"field": "(body)", "message": "invalid"}
     summary = f"{what}: {first['field']}: {first['message']}"
@@ -288,6 +285,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def _signoff_error(_: Request, exc: SignoffError) -> Response:
         return error_response(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_route(request: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's own refusals (no such path, a method the path does not take) in
+        # the same shape as every other error, as the OpenAPI document says
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        where = f"{request.method} {request.url.path[:200]}"
+        message = {
+            404: f"no route {where}: the routes are in /openapi.json",
+            405: f"{where} is not allowed: the routes and their methods are in /openapi.json",
+        }.get(exc.status_code, str(exc.detail))
+        return json_response(
+            exc.status_code, {"error": code, "message": message}, dict(exc.headers or {})
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> Response:
         return validation_error(exc, "invalid request")
@@ -305,10 +317,20 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         return replays.expiry(caller.signed_at, auth.window)
 
     def parse(model: type[BaseModel], body: bytes, what: str) -> BaseModel | Response:
+        if not body.strip() and model is not CancelIn:
+            why = "is empty: send a JSON object (see /openapi.json)"
+            return json_response(
+                422,
+                {
+                    "error": "validation_failed",
+                    "message": f"{what}: (body): {why}",
+                    "errors": [{"field": "(body)", "message": why}],
+                },
+            )
         try:
             return model.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            return validation_error(exc, what)
+            return validation_error(exc, what, model)
 
     def body_doc(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
         return {
@@ -322,17 +344,43 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             }
         }
 
-    errors_doc: dict[int | str, dict[str, Any]] = {
-        code: {"description": why, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-        for code, why in (
-            (401, "not signed, bad signature or token, or outside the 300 s window"),
-            (403, "the case belongs to another source"),
-            (404, "no such case"),
-            (409, "conflict: idempotency key reused with another body, or the case's state"),
-            (413, "body over 256 KiB"),
-            (422, "invalid body: `errors` names each field"),
+    why_refused = {
+        401: "not signed, a bad signature or token, or outside the 300 s window",
+        403: "the case belongs to another source (or, for reports, reports are off)",
+        404: "no case with that id",
+        409: "refused in the case's state (e.g. already decided), or an idempotency key "
+        "reused with another body",
+        413: "the body is over 256 KiB",
+        422: "invalid input: `errors` names each field and says what is allowed",
+    }
+
+    def errors_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
+        """The refusals a route really gives, each with the error body's schema."""
+        found: dict[int | str, dict[str, Any]] = {
+            code: {"model": ErrorOut, "description": why_refused[code]} for code in codes
+        }
+        if 401 in found:
+            found[401]["headers"] = {
+                "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Signature"}
+            }
+        return found
+
+    # OpenAPI links: from a submitted case's id to the routes that take it
+    case_links = {
+        name: {"operationId": operation, "parameters": {"case_id": "$response.body#/id"}}
+        for name, operation in (
+            ("read", "read_case"),
+            ("answer_info", "answer_info"),
+            ("cancel", "cancel_case"),
         )
     }
+    location = {"Location": {"schema": {"type": "string"}, "description": "the case's URL"}}
+
+    def could_be(case_id: str) -> None:
+        """An id no case can have (too long, or a NUL that PostgreSQL cannot even compare)
+        is a 404 without asking the database."""
+        if len(case_id) > 64 or "\x00" in case_id:
+            raise NotFound("no case with that id")
 
     def intake_headers(headers: Mapping[str, str]) -> dict[str, str]:
         return {k: headers[k] for k in INTAKE_HEADERS if k in headers}
@@ -394,10 +442,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         response_model=None,
         openapi_extra=body_doc(CaseIn),
         responses={
-            201: {"model": SubmitOut},
-            200: {"model": SubmitOut, "description": "replay"},
-            **errors_doc,
+            201: {
+                "model": SubmitOut,
+                "description": "the case, routed (decided at once in the auto and block lanes)",
+                "headers": location,
+                "links": case_links,
+            },
+            200: {
+                "model": SubmitOut,
+                "description": "a replay: the same Idempotency-Key and body; the first answer",
+                "headers": location,
+                "links": case_links,
+            },
+            **errors_doc(401, 403, 409, 413, 422),
         },
+        operation_id="submit_case",
         summary="Submit a case",
     )
     async def submit(request: Request) -> Response:
@@ -408,32 +467,33 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     @app.get(
         "/v1/escalations/{case_id}",
         response_model=CaseOut,
-        responses=errors_doc,
+        responses=errors_doc(401, 403, 404),
+        operation_id="read_case",
         summary="Read a case: status, decisions, events, deliveries",
     )
     async def read(request: Request, case_id: str) -> Response:
         source = await caller(request)
-        if len(case_id) > 64:
-            raise NotFound("no case with that id")
+        could_be(case_id)
         return json_response(200, await get_case(runtime.engine, case_id, source))
 
     @app.get(
         "/v1/escalations",
         response_model=CaseList,
-        responses=errors_doc,
+        responses=errors_doc(401, 422),
+        operation_id="list_cases",
         summary="List this source's cases, newest first",
     )
     async def listing(
         request: Request,
-        status: str | None = Query(None, max_length=32),
-        lane: str | None = Query(None, max_length=64),
-        kind: str | None = Query(None, max_length=64),
-        cursor: str | None = Query(None, max_length=200),
+        status: Annotated[Status | None, Query()] = None,
+        lane: str | None = Query(None, max_length=64, pattern=NO_NUL),
+        kind: str | None = Query(None, max_length=64, pattern=NO_NUL),
+        cursor: str | None = Query(
+            None, max_length=200, pattern=NO_NUL, description="the `next` of the previous page"
+        ),
         limit: int = Query(50, ge=1, le=MAX_PAGE),
     ) -> Response:
         source = await caller(request)
-        if status is not None and status not in STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
         page = await list_cases(
             runtime.engine, source, status=status, lane=lane, kind=kind, cursor=cursor, limit=limit
         )
@@ -443,12 +503,14 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         "/v1/escalations/{case_id}/info",
         response_model=None,
         openapi_extra=body_doc(InfoIn),
-        responses=errors_doc,
+        responses={200: {"model": ChangeOut}, **errors_doc(401, 403, 404, 409, 413, 422)},
+        operation_id="answer_info",
         summary="Answer a reviewer's request for information",
     )
     async def info(request: Request, case_id: str) -> Response:
         async def answer(source: str, body: BaseModel) -> Any:
             assert isinstance(body, InfoIn)
+            could_be(case_id)
             return await runtime.service.answer_info(case_id, source, body.text, body.facts)
 
         return await workflow_change(request, InfoIn, "invalid answer", answer)
@@ -457,12 +519,14 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         "/v1/escalations/{case_id}/cancel",
         response_model=None,
         openapi_extra=body_doc(CancelIn, required=False),
-        responses=errors_doc,
+        responses={200: {"model": ChangeOut}, **errors_doc(401, 403, 404, 409, 413, 422)},
+        operation_id="cancel_case",
         summary="Withdraw a case",
     )
     async def cancel(request: Request, case_id: str) -> Response:
         async def withdraw(source: str, body: BaseModel) -> Any:
             assert isinstance(body, CancelIn)
+            could_be(case_id)
             return await runtime.service.cancel(case_id, source, body.reason)
 
         return await workflow_change(request, CancelIn, "invalid cancel", withdraw)
@@ -520,19 +584,41 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             raise InvalidInput(str(exc), field="week") from exc
         return await weekly(runtime.engine, runtime.policy, chosen, now)
 
-    @app.get("/v1/reports/weekly", responses=errors_doc, summary="The weekly report (JSON)")
+    @app.get(
+        "/v1/reports/weekly",
+        responses=errors_doc(401, 403, 422),
+        operation_id="weekly_report",
+        summary="The weekly report (JSON)",
+    )
     async def weekly_report(
-        request: Request, week: str | None = Query(None, max_length=10)
+        request: Request,
+        week: str | None = Query(
+            None, max_length=10, description="an ISO week such as 2026-W47 (default: the last)"
+        ),
     ) -> Response:
         return json_response(200, (await report_for(request, week)).as_dict())
 
-    @app.get("/v1/reports/overrides", responses=errors_doc, summary="The override analysis (JSON)")
+    @app.get(
+        "/v1/reports/overrides",
+        responses=errors_doc(401, 403, 422),
+        operation_id="overrides_report",
+        summary="The override analysis (JSON)",
+    )
     async def overrides_report(
-        request: Request, week: str | None = Query(None, max_length=10)
+        request: Request,
+        week: str | None = Query(
+            None, max_length=10, description="an ISO week such as 2026-W47 (default: the last)"
+        ),
     ) -> Response:
         return json_response(200, (await report_for(request, week)).overrides_dict())
 
-    @app.get("/healthz", summary="Liveness, and whether the database answers")
+    @app.get(
+        "/healthz",
+        response_model=HealthOut,
+        responses={503: {"model": HealthOut, "description": "the database does not answer"}},
+        operation_id="healthz",
+        summary="Liveness, and whether the database answers",
+    )
     async def healthz() -> Response:
         try:
             async with runtime.engine.connect() as conn:
@@ -550,7 +636,18 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             },
         )
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format, version 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+        operation_id="metrics",
+        summary="Prometheus metrics",
+    )
     async def prometheus() -> Response:
         data = await metrics.render(runtime.engine, time.time())
         return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -566,6 +663,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             found = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(found.pop("$defs", {}))
             components[model.__name__] = found
+        _validation_errors_as_ours(schema)
         app.openapi_schema = with_security(schema)
         return schema
 
@@ -625,6 +723,24 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             surface_limits[path] = PLATFORM_BODY_BYTES
     app.front = body_limit(fast_intake(rest), MAX_BODY_BYTES, surface_limits)
     return app
+
+
+def _validation_errors_as_ours(schema: dict[str, Any]) -> None:
+    """FastAPI documents its own 422 body where a route has parameters; Signoff's handler
+    answers every validation error as ErrorOut, so the document says that."""
+    ours = {"$ref": "#/components/schemas/ErrorOut"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            refused = operation.get("responses", {}).get("422")
+            if refused is None:
+                continue
+            for media in refused.get("content", {}).values():
+                if media.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    media["schema"] = ours
+                    refused["description"] = "invalid input: `errors` names each field"
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
 
 
 class _Wrap:
