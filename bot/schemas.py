@@ -6,12 +6,15 @@ a case is untrusted input that ends up in front of a person.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -51,6 +54,16 @@ URL_RULE = rule(
 def _http_url(value: str) -> str:
     if not _HTTP_URL.fullmatch(value):
         raise ValueError(f"must be {URL_RULE}")
+    try:
+        # what the pattern cannot say: a bracketed host must be an IPv6 address, and a
+        # port at most 65535 (urllib raises ValueError on either)
+        parts = urlsplit(value)
+        _ = parts.hostname, parts.port
+        if "[" in parts.netloc:
+            # urllib lets an IPvFuture literal ("[v1.x]") through; nothing can connect to one
+            ipaddress.IPv6Address((parts.hostname or "").split("%", 1)[0])
+    except ValueError as exc:
+        raise ValueError(f"must be {URL_RULE} (got {shown(value)})") from exc
     return value
 
 
@@ -80,6 +93,7 @@ SCALAR_RULE = "text (at most 2000 characters), a number, true, false or null"
 HttpUrl = Annotated[
     str,
     StringConstraints(max_length=2048, pattern=HTTP_URL),
+    AfterValidator(_http_url),
     Field(description=f"{URL_RULE}; at most 2048 characters"),
 ]
 Name = Annotated[

@@ -444,6 +444,9 @@ async def test_slack_metadata_and_history_follow_the_documented_rules() -> None:
     from slack_sdk.web.async_client import AsyncWebClient
 
     async with slack_api() as slack:
+        # this posts a dozen messages into one channel at once: the rules under test
+        # here are metadata and history, not the channel's pace (tests/test_pacing.py)
+        slack.channel_rate, slack.channel_burst = 50.0, 50
         client = AsyncWebClient(token="xoxb-test", base_url=slack.url, retry_handlers=[])
         for bad, error in [
             ("not json", "invalid_metadata_format"),

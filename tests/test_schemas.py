@@ -15,6 +15,11 @@ GOOD = [
     "http://127.0.0.1:9999/signoff-callback",
 ]
 BAD = [
+    "HTTP://[0]",  # found by the fuzzer: a bracketed host that is no IPv6 address was a 500
+    "http://[1.2.3.4]/",
+    "http://[zz]/",
+    "http://[v1.x]/",
+    "http://example.com:99999/",
     "ftp://x",
     "javascript:alert(1)",
     "http://",
