@@ -20,4 +20,8 @@ def from_settings(settings: Settings) -> dict[str, Adapter]:
         from adapters.discord import DiscordSurface
 
         found["discord"] = DiscordSurface.from_settings(settings)
+    if settings.web:
+        from adapters.web import WebSurface
+
+        found["web"] = WebSurface.from_settings(settings)
     return found

@@ -106,6 +106,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     settings, created = ensure_webhook_secret(settings)
     host = host or settings.host
     port = settings.port if port is None else port
+    settings = settings.model_copy(update={"host": host, "port": port})
     try:
         runtime = Runtime(settings)
     except SignoffError as exc:
@@ -119,7 +120,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             f"    signoff send --url {url} examples/refund.json\n",
             err=True,
         )
-    platforms = ", ".join(sorted(runtime.platforms)) or "none (cards go to the log)"
+    platforms = ", ".join(sorted(runtime.platforms - {"web"})) or "none (cards go to the log)"
+    if "web" in runtime.adapters:
+        platforms += f"  web inbox: {settings.base_url()}/inbox/"
     click.echo(
         f"signoff {__version__}: {url}  policy {runtime.policy.path} ({runtime.policy.version})  "
         f"database {_redact(settings.database_url)}  platforms: {platforms}",
@@ -479,6 +482,71 @@ def db_upgrade() -> None:
         click.echo(f"database is up to date (revision {head})")
     else:
         click.echo(f"database upgraded from {before or 'empty'} to {head}")
+
+
+@main.group()
+def web() -> None:
+    """The web inbox at /inbox/."""
+
+
+@web.command("login-link")
+@click.argument("email")
+def web_login_link(email: str) -> None:
+    """Print a one-time sign-in link for EMAIL (good for 15 minutes, once)."""
+    from adapters.web.sessions import Sessions, normal_email
+    from bot.clock import SystemClock
+    from bot.policy import load_policy
+    from bot.store import db as store
+
+    settings = load_settings()
+    try:
+        address = normal_email(email)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    try:
+        policy = load_policy(settings.policy)
+    except SignoffError as exc:
+        fail(exc.message, 2)
+
+    async def run() -> str:
+        engine = store.create_engine(settings.database_url)
+        kept = store.Store(engine)
+        try:
+            current, head = await store.revision_state(engine)
+            if current is None:
+                await store.upgrade(engine)
+            elif current != head:
+                raise ConfigError(
+                    f"the database is at revision {current} and this Signoff expects {head}: "
+                    "run `signoff db upgrade` (after a backup)"
+                )
+            kept.start()
+            return await Sessions(kept, settings.web_session_hours).new_link(
+                address, SystemClock().now()
+            )
+        finally:
+            await kept.close()
+
+    try:
+        token = asyncio.run(run())
+    except SignoffError as exc:
+        fail(exc.message, 2)
+    except Exception as exc:
+        fail(f"cannot reach {_redact(settings.database_url)}: {type(exc).__name__}: {exc}", 1)
+    groups = policy.policy.groups
+    deciders = set()
+    for lane in policy.policy.lanes.values():
+        for entry in lane.approver_entries("web"):
+            deciders.update(groups.get(entry[6:], []) if entry.startswith("group:") else [entry])
+    click.echo(f"{settings.base_url()}/inbox/login?token={token}")
+    click.echo(f"for {address}: good for 15 minutes, once", err=True)
+    if address not in deciders:
+        click.echo(
+            f"note: {address} is no web approver of any lane in {policy.path}: they can "
+            "sign in and read cases, but decide none (add them to a lane's `web:` "
+            "approvers or a group)",
+            err=True,
+        )
 
 
 def _register_export() -> None:

@@ -107,6 +107,36 @@ class Settings(BaseSettings):
     # to v2; refused everywhere else whatever this says
     accept_v1: bool = False
 
+    # The web inbox at /inbox/ (adapters/web). `public_url` is where people reach this
+    # server (sign-in links and the OIDC redirect are made from it), by default
+    # http://<host>:<port>; behind https, cookies are Secure.
+    web: bool = True
+    public_url: str | None = None
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(
+                f"{value!r} is not a base URL: give http(s)://host[:port][/path], "
+                "e.g. https://signoff.example.com"
+            )
+        return value.rstrip("/")
+
+    def base_url(self) -> str:
+        """Where people reach this server."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     @field_validator("callback_hosts")
     @classmethod
     def _host_patterns(cls, value: list[str]) -> list[str]:

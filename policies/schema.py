@@ -246,6 +246,23 @@ def _discord_entry(entry: str, what: str) -> None:
         )
 
 
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+GROUP_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
+pattern_rule(GROUP_NAME, "1 to 64 lower-case letters, digits, _ or -, starting with a letter")
+
+
+def _web_entry(entry: str, what: str) -> None:
+    if entry.startswith("group:"):
+        if not re.fullmatch(GROUP_NAME, entry.removeprefix("group:")):
+            raise ValueError(f"web {what} {entry!r}: a group name is {GROUP_NAME}")
+        return
+    if not EMAIL.fullmatch(entry) or entry != entry.strip().lower():
+        raise ValueError(
+            f"web {what} {entry!r} must be a lower-case e-mail address or group:<name> "
+            '(e.g. "alice@example.com" or "group:reviewers")'
+        )
+
+
 class Lane(Strict):
     channels: dict[Platform, str] = Field(default_factory=dict)
     sla: Duration | None = None
@@ -269,6 +286,8 @@ class Lane(Strict):
     def _approver_entries(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for entry in value.get("discord", []):
             _discord_entry(entry, "approver")
+        for entry in value.get("web", []):
+            _web_entry(entry, "approver")
         return value
 
     @field_validator("page")
@@ -276,12 +295,15 @@ class Lane(Strict):
     def _page_entry(cls, value: dict[str, str]) -> dict[str, str]:
         if "discord" in value:
             _discord_entry(value["discord"], "page")
+        if "web" in value:
+            _web_entry(value["web"], "page")
         return value
 
     def approver_entries(self, platform: str) -> list[str]:
-        """Who may decide on `platform`: the approvers, or the people paged if none are set."""
-        if self.approvers:
-            return list(self.approvers.get(platform, []))
+        """Who may decide on `platform`: its approvers, or, where the lane names no
+        approvers on that platform, the people it pages there."""
+        if platform in self.approvers:
+            return list(self.approvers[platform])
         return [self.page[platform]] if platform in self.page else []
 
 
@@ -357,6 +379,21 @@ class Policy(Strict):
     summaries: Summaries | None = None
     # field paths redacted in exports: requested_by, facts.employee, facts.*, decisions.reason
     sensitive: list[SensitivePath] = Field(default_factory=list, max_length=200)
+    # people of the web inbox by group: `group:<name>` in a lane's `web:` approvers
+    groups: dict[
+        Annotated[str, StringConstraints(pattern=GROUP_NAME)],
+        Annotated[list[str], Field(max_length=1000)],
+    ] = Field(default_factory=dict, max_length=200)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_members(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for members in value.values():
+            for entry in members:
+                if entry.startswith("group:"):
+                    raise ValueError(f"groups hold e-mail addresses, not other groups ({entry!r})")
+                _web_entry(entry, "group member")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -399,6 +436,16 @@ class Policy(Strict):
             if lane.ack_within is not None and not lane.page:
                 why = f"lane {name!r} asks for an acknowledgement but pages nobody"
                 problems.append((("lanes", name, "ack_within"), why))
+        for name, lane in self.lanes.items():
+            for entry in [*lane.approvers.get("web", []), lane.page.get("web", "")]:
+                group = entry.removeprefix("group:")
+                if entry.startswith("group:") and group not in self.groups:
+                    known_groups = ", ".join(sorted(self.groups)) or "none"
+                    why = (
+                        f"lane {name!r} names {entry!r}, which the top-level `groups:` "
+                        f"does not define (groups: {known_groups})"
+                    )
+                    problems.append((("lanes", name, "approvers", "web"), why))
         if self.audit_lane is not None and self.audit_lane not in self.lanes:
             why = f"audit_lane {self.audit_lane!r} is not a human lane"
             problems.append((("audit_lane",), why))

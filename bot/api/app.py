@@ -721,6 +721,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
             # a platform's payload carries the whole message it came from
             surface_limits[path] = PLATFORM_BODY_BYTES
+    web = runtime.adapters.get("web")
+    if web is not None and hasattr(web, "app"):
+        app.mount("/inbox", web.app)
     app.front = body_limit(fast_intake(rest), MAX_BODY_BYTES, surface_limits)
     return app
 

@@ -76,6 +76,7 @@ class Case(Base):
         Index("ix_cases_status_lane", "status", "lane"),
         Index("ix_cases_kind", "kind"),
         Index("ix_cases_created_at", "created_at"),
+        Index("ix_cases_status_due_at", "status", "due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -243,3 +244,35 @@ cards = cast(Table, Card.__table__)
 timers = cast(Table, Timer.__table__)
 runs = cast(Table, Run.__table__)
 signatures = cast(Table, Signature.__table__)
+
+
+class WebLogin(Base):
+    """A one-time sign-in link for the web inbox (`signoff web login-link`): only a hash
+    of its token is kept; `used_at` is set by the one sign-in it allows."""
+
+    __tablename__ = "web_logins"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds the token, the table a hash of it, who it
+    is, how they signed in (link or oidc), and the CSRF token its forms carry."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_expires_at", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    method: Mapped[str] = mapped_column(String(16))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+web_logins = cast(Table, WebLogin.__table__)
+web_sessions = cast(Table, WebSession.__table__)
