@@ -183,9 +183,10 @@ async def make_runtime(memory: MemoryAdapter, policy: LoadedPolicy) -> AsyncIter
 
 
 @asynccontextmanager
-async def http_server(runtime: Runtime) -> AsyncIterator[str]:
-    """Serve Signoff's app for `runtime` on a real socket; yield its base URL."""
-    port = free_port()
+async def http_server(runtime: Runtime, port: int | None = None) -> AsyncIterator[str]:
+    """Serve Signoff's app for `runtime` on a real socket (`port`, or a free one);
+    yield its base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(runtime, manage_runtime=False),
         host="127.0.0.1",

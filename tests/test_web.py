@@ -472,12 +472,3 @@ def test_login_link_command(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -
     bad = runner.invoke(main, ["web", "login-link", "not an address"])
     assert bad.exit_code == 2
     assert "is not an e-mail address" in bad.stderr
-
-
-def test_single_sign_on_is_refused_rather_than_ignored(sqlite_url: str) -> None:
-    from adapters.web import WebSurface
-    from bot.errors import ConfigError
-    from tests.conftest import settings_for
-
-    with pytest.raises(ConfigError, match="no single sign-on yet"):
-        WebSurface(settings_for(sqlite_url, oidc_issuer="https://idp.example.com"))

@@ -258,3 +258,39 @@ async def test_the_report_page_shows_its_charts_on_a_phone(inbox: Inbox, driver:
             driver.set_window_size(1200, 900)
 
     await run(report)
+
+
+async def test_single_sign_on_in_the_browser(
+    sqlite_url: str, memory: MemoryAdapter, driver: Driver
+) -> None:
+    from tests.test_web_oidc import provider, sso_inbox
+
+    with provider() as idp:
+        idp.user("alice-1", email="alice@example.com", email_verified=True)
+        async with sso_inbox(sqlite_url, memory, idp) as inbox:
+            made = await inbox.api.submit()
+
+            def through_the_provider() -> None:
+                driver.delete_all_cookies()
+                driver.get(f"{inbox.base}/inbox/cases/{made['id']}")
+                # signed out: the sign-in page, then the provider's own page
+                WebDriverWait(driver, 10).until(lambda d: "/inbox/signin" in d.current_url)
+                driver.find_element(By.LINK_TEXT, "Sign in with single sign-on").click()
+                WebDriverWait(driver, 10).until(lambda d: d.current_url.startswith(idp.issuer))
+                driver.find_element(By.NAME, "sub").send_keys("alice-1")
+                driver.find_element(By.XPATH, "//button[text()='Authorize']").click()
+                # back at the case asked for, signed in
+                WebDriverWait(driver, 10).until(
+                    lambda d: d.current_url == f"{inbox.base}/inbox/cases/{made['id']}"
+                )
+                wait_text(driver, "alice@example.com")
+                assert driver.find_elements(By.ID, "decide")
+
+            await run(through_the_provider)
+            async with inbox.runtime.engine.connect() as conn:
+                from sqlalchemy import select
+
+                from bot.store.tables import web_sessions
+
+                found = (await conn.execute(select(web_sessions.c.method))).scalars().all()
+            assert found == ["oidc"]

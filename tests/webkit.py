@@ -55,8 +55,17 @@ def csrf_of(page: str) -> str:
 
 @asynccontextmanager
 async def running_inbox(
-    database_url: str, memory: MemoryAdapter, *, clock: Clock | None = None, **extra: Any
+    database_url: str,
+    memory: MemoryAdapter,
+    *,
+    clock: Clock | None = None,
+    port: int | None = None,
+    **extra: Any,
 ) -> AsyncIterator[Inbox]:
+    """A started Signoff with the web inbox, served on `port` (or a free one); with
+    `port`, its public URL is that port's, so redirects back to it (SSO) work."""
+    if port is not None:
+        extra.setdefault("public_url", f"http://127.0.0.1:{port}")
     settings = settings_for(database_url, **extra)
     web = WebSurface(settings)
     runtime = Runtime(
@@ -68,7 +77,7 @@ async def running_inbox(
     await runtime.start()
     try:
         async with (
-            http_server(runtime) as base,
+            http_server(runtime, port) as base,
             httpx.AsyncClient(base_url=base, timeout=30) as client,
         ):
             yield Inbox(runtime, web, memory, base, Api(client, runtime))

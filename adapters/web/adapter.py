@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
+import json
 import logging
 import re
 import sys
@@ -33,6 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from adapters.web.oidc import OidcClient, OidcError, Pending
 from adapters.web.sessions import Session, Sessions
 from adapters.web.views import (
     BOARD_LIMIT,
@@ -70,6 +73,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+OIDC_COOKIE = "signoff_oidc"
+OIDC_COOKIE_SECONDS = 600  # a sign-in at the provider must come back within 10 minutes
+OIDC_COOKIE_MAX = 2000
 LANE_COLOURS = 7  # inbox.css: [data-lc="0"] to [data-lc="6"]; stop_the_line is red
 
 
@@ -112,12 +118,10 @@ class WebSurface:
         self.secure = self.base_url.startswith("https://")
         self._service: Service | None = None
         self._sessions: Sessions | None = None
-        self.oidc: Any = None
+        self.oidc: OidcClient | None = None
+        self._oidc_key = b""
         if settings.oidc_issuer:
-            raise ConfigError(
-                "SIGNOFF_OIDC_ISSUER is set, but this Signoff has no single sign-on yet: "
-                "unset it and sign people in with `signoff web login-link EMAIL`"
-            )
+            self.oidc, self._oidc_key = _oidc_client(settings)
         self.templates = Environment(
             loader=PackageLoader("adapters.web", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -140,6 +144,8 @@ class WebSurface:
                 Route("/login", self.login_page, methods=["GET"]),
                 Route("/login", self.login, methods=["POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
+                Route("/oidc/start", self.oidc_start, methods=["GET"]),
+                Route("/oidc/callback", self.oidc_callback, methods=["GET"]),
                 Mount("/static", StaticFiles(directory=static), name="static"),
             ]
         )
@@ -619,6 +625,95 @@ class WebSurface:
         self._cookie(response, cookie)
         return response
 
+    # -- single sign-on (OpenID Connect, adapters/web/oidc.py) -----------------------
+
+    def _oidc_redirect(self) -> str:
+        return f"{self.base_url}{PREFIX}/oidc/callback"
+
+    def _oidc_cookie(self, pending: Pending, after: str, at: float) -> str:
+        body = _b64(json.dumps({"p": pending.dump(), "n": after, "t": at}).encode())
+        mac = hmac.new(self._oidc_key, body.encode(), hashlib.sha256).digest()
+        return f"{body}.{_b64(mac)}"
+
+    def _oidc_pending(self, cookie: str | None, now: float) -> tuple[Pending, str]:
+        """The sign-in attempt this browser started, from its signed cookie."""
+        if not cookie:
+            raise OidcError(
+                "this browser has no sign-in attempt under way (it was started in another "
+                "browser, more than 10 minutes ago, or cookies are blocked); start again"
+            )
+        body, _, mac = cookie.partition(".")
+        try:
+            expected = hmac.new(self._oidc_key, body.encode(), hashlib.sha256).digest()
+            genuine = len(cookie) <= OIDC_COOKIE_MAX and hmac.compare_digest(_unb64(mac), expected)
+            data = json.loads(_unb64(body)) if genuine else None
+        except (ValueError, TypeError):
+            data = None
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("p"), str)
+            and isinstance(data.get("n"), str)
+            and isinstance(data.get("t"), (int, float))
+        ):
+            raise OidcError(
+                "this browser's sign-in attempt could not be read back (it is damaged or "
+                "not from this Signoff); start signing in again"
+            )
+        if not 0 <= now - float(data["t"]) <= OIDC_COOKIE_SECONDS:
+            raise OidcError(
+                "this sign-in attempt took longer than 10 minutes; start signing in again"
+            )
+        return Pending.load(data["p"]), _local_next(data["n"])
+
+    async def oidc_start(self, request: Request) -> Response:
+        if self.oidc is None:
+            return self.error(404, "No single sign-on here", "Sign in with a one-time link.")
+        after = _local_next(request.query_params.get("next"))
+        try:
+            url, pending = await self.oidc.begin(self._oidc_redirect())
+        except OidcError as exc:
+            log.warning("web: single sign-on could not start: %s", exc)
+            return self.error(502, "Single sign-on is not available", str(exc))
+        now = self.service.clock.now().timestamp()
+        response = RedirectResponse(url, 303, headers={"Referrer-Policy": "no-referrer"})
+        response.set_cookie(
+            OIDC_COOKIE,
+            self._oidc_cookie(pending, after, now),
+            max_age=OIDC_COOKIE_SECONDS,
+            path=f"{PREFIX}/oidc",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+        return response
+
+    async def oidc_callback(self, request: Request) -> Response:
+        if self.oidc is None:
+            return self.error(404, "No single sign-on here", "Sign in with a one-time link.")
+        now = self.service.clock.now()
+        params = {k: v[:4000] for k, v in request.query_params.items()}
+        try:
+            pending, after = self._oidc_pending(request.cookies.get(OIDC_COOKIE), now.timestamp())
+            email = await self.oidc.finish(self._oidc_redirect(), params, pending)
+        except OidcError as exc:
+            log.warning("web: a single sign-on was refused: %s", exc)
+            response: Response = self.render(
+                "error.html",
+                400,
+                headers={"Referrer-Policy": "no-referrer"},
+                title="Single sign-on did not work",
+                message=str(exc),
+                again=f"{PREFIX}/oidc/start",
+            )
+        else:
+            cookie = await self.sessions.start(email, "oidc", now)
+            log.info("web: %s signed in with single sign-on", email)
+            response = RedirectResponse(after, 303, headers={"Referrer-Policy": "no-referrer"})
+            self._cookie(response, cookie)
+        # one attempt, one answer: whatever happened, this attempt is over
+        response.delete_cookie(OIDC_COOKIE, path=f"{PREFIX}/oidc")
+        return response
+
     async def logout(self, request: Request) -> Response:
         session = await self.session(request)
         response = RedirectResponse(f"{PREFIX}/signin", 303)
@@ -633,6 +728,49 @@ class WebSurface:
         await self.sessions.end(request.cookies.get(COOKIE, ""))
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
+
+
+def _oidc_client(settings: Settings) -> tuple[OidcClient, bytes]:
+    """The OIDC client the settings ask for, and the key that signs the sign-in cookie;
+    `ConfigError` naming what is missing or wrong."""
+    issuer = (settings.oidc_issuer or "").strip().rstrip("/")
+    client_id = (settings.oidc_client_id or "").strip()
+    secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else ""
+    missing = [
+        name
+        for name, value in (
+            ("SIGNOFF_OIDC_CLIENT_ID", client_id),
+            ("SIGNOFF_OIDC_CLIENT_SECRET", secret),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"SIGNOFF_OIDC_ISSUER is set, so single sign-on needs {' and '.join(missing)} "
+            "too: the client id and secret your identity provider gave this Signoff"
+        )
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigError(
+            f"SIGNOFF_OIDC_ISSUER must be an https:// URL (plain http only on this machine, "
+            f"for testing), not {issuer[:100]!r}"
+        )
+    if parts.query or parts.fragment or not parts.hostname:
+        raise ConfigError(
+            f"SIGNOFF_OIDC_ISSUER must be the provider's issuer URL, with no query or "
+            f"fragment, not {issuer[:100]!r}"
+        )
+    key = hmac.new(secret.encode(), b"signoff-web-oidc-cookie", hashlib.sha256).digest()
+    return OidcClient(issuer, client_id, secret), key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _local_next(value: str | None) -> str:
