@@ -119,6 +119,48 @@ async def test_0004_adds_the_replay_cache_to_a_database_with_cases(database_url:
         await store.close()
 
 
+async def test_0005_adds_the_web_inbox_to_a_database_with_cases(database_url: str) -> None:
+    from adapters.web.sessions import Sessions
+
+    engine = db.create_engine(database_url)
+    store = db.Store(engine)
+    try:
+        await db.upgrade(engine, "0004")
+        made = datetime(2026, 12, 4, 9, 0, tzinfo=UTC).replace(tzinfo=None)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO cases (id, source, kind, title, status, lane, rule,"
+                    " policy_version, recommended_action, confidence, audit_sampled,"
+                    " blind_review, created_at, updated_at, version, request_hash,"
+                    " submit_response, body, due_at) VALUES ('c1', 'default', 'k', 't',"
+                    " 'pending', 'review', 'rule 1', 'v', 'approve', 0.8, false, false, :made,"
+                    " :made, 1, 'h', '{}', '{}', :made)"
+                ),
+                {"made": made},
+            )
+        await db.upgrade(engine)
+        assert await db.revision_state(engine) == (HEAD, HEAD)
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("cases"))
+            assert {"name": "ix_cases_status_due_at", "columns": ["status", "due_at"]} in [
+                {"name": i["name"], "columns": i["column_names"]} for i in indexes
+            ]
+            assert (await conn.execute(text("SELECT count(*) FROM cases"))).scalar_one() == 1
+        sessions = Sessions(store, 12)
+        now = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+        token = await sessions.new_link("carol@example.com", now)
+        signed = await sessions.use_link(token, now)
+        assert signed is not None
+        assert signed[1] == "carol@example.com"
+        assert await sessions.use_link(token, now) is None
+        found = await sessions.get(signed[0], now)
+        assert found is not None
+        assert found.email == "carol@example.com"
+    finally:
+        await store.close()
+
+
 async def test_the_models_match_what_the_migrations_build(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
