@@ -5,15 +5,19 @@ reviewer and writes a date); the sentences are written once, here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from bot.protocols import CardView, Outcome
 
 LANE_NAMES = {"stop_the_line": "Stop the line", "review": "Review", "expert": "Expert"}
 LANE_ICONS = {"stop_the_line": "🚨", "expert": "🧐", "review": "📝"}
-OUTCOME_ICONS = {"approve": "✅", "reject": "⛔"}
+OUTCOME_ICONS = {"approve": "✅", "modify": "✏️", "reject": "⛔"}
+ARGS_ON_CARD = 10  # a proposal's arguments shown on a card; the rest in the web inbox
+ARG_VALUE = 200  # how much of one argument's JSON a card shows
 STATUS_WORDS = {
     "approved": "Approved",
     "rejected": "Rejected",
@@ -67,9 +71,48 @@ def recommendation(card: CardView, m: Markup) -> str:
     return line
 
 
+def arg_json(value: Any) -> str:
+    """An argument's value as the JSON a reviewer reads and edits."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def proposal_lines(card: CardView, m: Markup) -> list[str]:
+    """The call the AI proposes: its name, then an argument a line (✏️: editable)."""
+    found = card.proposal
+    if found is None:
+        return []
+    editing = "modify" in card.actions
+    lines = [f"{m.strong('Proposed:')} {m.term(found.name)}"]
+    names = list(found.args)
+    for name in names[:ARGS_ON_CARD]:
+        mark = " ✏️" if editing and name in found.editable else ""
+        value = m.fit(arg_json(found.args[name]), ARG_VALUE)[0]
+        lines.append(f"• {m.term(name)} = {value}{mark}")
+    if len(names) > ARGS_ON_CARD:
+        lines.append(f"… and {len(names) - ARGS_ON_CARD} more arguments")
+    return lines
+
+
+def changes(card: CardView, m: Markup) -> list[str]:
+    """What a `modify` changed, an argument a line: `amount`: 120 → 90."""
+    outcome, found = card.outcome, card.proposal
+    if outcome is None or outcome.action != "modify" or not outcome.args or found is None:
+        return []
+    lines = []
+    for name, value in outcome.args.items():
+        if name in found.args and found.args[name] == value:
+            continue
+        before = m.fit(arg_json(found.args.get(name)), ARG_VALUE // 2)[0]
+        after = m.fit(arg_json(value), ARG_VALUE)[0]
+        lines.append(f"✏️ {m.term(name)}: {before} → {after}")
+    return lines[:ARGS_ON_CARD]
+
+
 def outcome_text(outcome: Outcome, status: str, m: Markup) -> str:
     icon = OUTCOME_ICONS.get(outcome.action, "⏱️")
     words = STATUS_WORDS.get(status, status)
+    if outcome.action == "modify":
+        words = "Approved with changes"
     human = outcome.decided_by == "human"
     by = m.who(outcome.reviewer) if human else m.fit(outcome.decided_by, 100)[0]
     text = f"{icon} {m.strong(words)} by {by} {m.when(outcome.at)}"
@@ -85,6 +128,7 @@ def state_lines(card: CardView, m: Markup) -> list[str]:
     lines: list[str] = []
     if card.outcome is not None:
         lines.append(outcome_text(card.outcome, card.status, m))
+        lines += changes(card, m)
     elif card.status in STATUS_WORDS:
         lines.append(m.strong(STATUS_WORDS[card.status]))
     for vote in card.votes:

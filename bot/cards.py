@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from bot.calendar import WorkingTime
 from bot.durations import parse_duration
 from bot.policy import LoadedPolicy, explain
-from bot.protocols import CardView, Fact, Link, Outcome
+from bot.protocols import CardView, Fact, Link, Outcome, ProposalView
 from bot.schemas import CaseIn
 from policies.schema import Lane
 
@@ -77,7 +78,15 @@ def build_card(
     ]
     facts += [Fact(str(k), _text(v)) for k, v in (body.get("facts") or {}).items()]
     outcomes = [
-        Outcome(d["action"], d["decided_by"], d["reviewer"], d["reason_code"], d["reason"], d["at"])
+        Outcome(
+            d["action"],
+            d["decided_by"],
+            d["reviewer"],
+            d["reason_code"],
+            d["reason"],
+            d["at"],
+            orjson.loads(d["args"]) if d.get("args") else None,
+        )
         for d in decision_rows
     ]
     final = next((o for o, d in zip(outcomes, decision_rows, strict=True) if d["final"]), None)
@@ -122,4 +131,12 @@ def build_card(
         outcome=final,
         votes=[o for o in outcomes if final is None or o is not final],
         info_question=info_question if status == "info_requested" else None,
+        proposal=_proposal(body.get("proposal")),
     )
+
+
+def _proposal(found: Any) -> ProposalView | None:
+    if not isinstance(found, Mapping):
+        return None
+    args = dict(found.get("args") or {})
+    return ProposalView(str(found["name"]), args, list(found.get("editable") or args))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -86,6 +86,18 @@ class Outcome:
     reason_code: str | None
     reason: str | None
     at: datetime
+    args: Mapping[str, Any] | None = None  # a `modify`'s edited arguments
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    """What the AI proposes to do: a tool or action `name` and its `args` (JSON
+    values), of which `editable` (never empty here: all when the case named none)
+    may be changed by a reviewer with Edit."""
+
+    name: str
+    args: Mapping[str, Any]
+    editable: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,7 @@ class CardView:
     why: Sequence[str] = field(default_factory=tuple)
     sla_state: str | None = None  # on_time, at_risk (the SLA's last fifth), overdue
     claimed_by: str | None = None  # a reviewer key; reminders go to them
+    proposal: ProposalView | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,14 @@ DECISION_FIELDS = (
 )
 
 
+def decision_out(row: Any) -> dict[str, Any]:
+    """A decision row as `GET` shows it; `args` only on a `modify`."""
+    found = {k: row[k] for k in DECISION_FIELDS} | {"final": row["final"]}
+    if row.get("args") is not None:
+        found["args"] = orjson.loads(row["args"])
+    return found
+
+
 async def get_case(engine: AsyncEngine, case_id: str, source: str) -> dict[str, Any]:
     async with engine.connect() as conn:
         row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
@@ -85,7 +93,7 @@ async def get_case(engine: AsyncEngine, case_id: str, source: str) -> dict[str, 
         "acknowledged_at": row["acknowledged_at"],
         "acknowledged_by": row["acknowledged_by"],
         "case": orjson.loads(row["body"]),
-        "decisions": [{k: d[k] for k in DECISION_FIELDS} | {"final": d["final"]} for d in made],
+        "decisions": [decision_out(d) for d in made],
         "events": [
             {
                 "at": e["at"],

@@ -23,6 +23,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -30,9 +31,13 @@ from bot.durations import parse_duration
 from bot.validation import rule, shown
 
 MAX_BODY_BYTES = 256 * 1024
-Action = Literal["approve", "reject", "request_info"]
+Action = Literal["approve", "reject", "request_info", "modify"]
 FinalAction = Literal["approve", "reject"]
 DEFAULT_ACTIONS: tuple[Action, ...] = ("approve", "reject", "request_info")
+#: A proposal's arguments, as JSON, at most this many bytes (a Slack modal field holds
+#: 3000 characters, so one argument's JSON above that can be edited on the web only)
+MAX_PROPOSAL_ARGS_BYTES = 20_000
+MAX_PROPOSAL_ARGS = 50
 
 
 # scheme, optional user info, a host (name, IPv4 or [IPv6]), optional port, then the rest;
@@ -229,6 +234,56 @@ class HistoryEntry(Strict):
     actor: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
+ArgName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"),
+    Field(description="1 to 64 letters, digits or _ . -, starting with a letter or _"),
+]
+
+
+class Proposal(Strict):
+    """What the AI wants to do, so that a reviewer can change it before approving: a
+    tool or action name, its arguments as JSON, and the arguments a reviewer may edit
+    (empty: all of them)."""
+
+    name: Annotated[str, _text(1, 200)]
+    args: dict[ArgName, Any] = Field(default_factory=dict, max_length=MAX_PROPOSAL_ARGS)
+    editable: list[ArgName] = Field(default_factory=list, max_length=MAX_PROPOSAL_ARGS)
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, allow_nan=False, separators=(",", ":")))
+        except (TypeError, ValueError) as exc:
+            raise PydanticCustomError(
+                "args_not_json", "must be JSON values (no NaN or infinity)"
+            ) from exc
+        if size > MAX_PROPOSAL_ARGS_BYTES:
+            raise PydanticCustomError(
+                "args_too_large",
+                "must be at most {limit} bytes as JSON (got {size})",
+                {"limit": MAX_PROPOSAL_ARGS_BYTES, "size": size},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _editable(self) -> Proposal:
+        unknown = [name for name in self.editable if name not in self.args]
+        if unknown:
+            raise PydanticCustomError(
+                "editable_unknown",
+                "editable names arguments that args does not have: {names}",
+                {"names": ", ".join(unknown)},
+            )
+        if len(set(self.editable)) != len(self.editable):
+            raise PydanticCustomError("editable_repeat", "editable must name each argument once")
+        return self
+
+    def editable_names(self) -> list[str]:
+        return list(self.editable) if self.editable else list(self.args)
+
+
 class CaseIn(Strict):
     """The body of `POST /v1/escalations`."""
 
@@ -247,8 +302,12 @@ class CaseIn(Strict):
     actions: list[Action] = Field(
         default_factory=lambda: list(DEFAULT_ACTIONS),
         min_length=2,
-        max_length=3,
-        description="approve and reject, and request_info if the reviewer may ask for more",
+        max_length=4,
+        description=(
+            "approve and reject, request_info if the reviewer may ask for more, and modify "
+            "(only with a proposal) if they may edit it; with a proposal, the default adds "
+            "modify"
+        ),
         json_schema_extra={
             "uniqueItems": True,
             "allOf": [{"contains": {"const": "approve"}}, {"contains": {"const": "reject"}}],
@@ -259,6 +318,19 @@ class CaseIn(Strict):
     sla: Sla = None
     metadata: dict[FactKey, Scalar] = Field(default_factory=dict, max_length=50)
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    proposal: Proposal | None = None
+
+    @model_validator(mode="after")
+    def _modify_needs_a_proposal(self) -> CaseIn:
+        if self.proposal is None:
+            if "modify" in self.actions:
+                raise PydanticCustomError(
+                    "modify_without_proposal",
+                    "actions may include modify only when the case has a proposal to edit",
+                )
+        elif "actions" not in self.model_fields_set and "modify" not in self.actions:
+            self.actions = [*self.actions, "modify"]
+        return self
 
     @field_validator("actions")
     @classmethod
@@ -272,7 +344,8 @@ class CaseIn(Strict):
         if "approve" not in value or "reject" not in value:
             raise PydanticCustomError(
                 "actions_incomplete",
-                "must include both approve and reject; request_info is optional (got {got})",
+                "must include both approve and reject; request_info and modify are optional"
+                " (got {got})",
                 {"got": json.dumps(value)},
             )
         return value
@@ -298,6 +371,7 @@ class CancelIn(Strict):
 
 class DecisionOut(BaseModel):
     action: str
+    args: dict[str, Any] | None = None
     reason_code: str | None
     reason: str | None
     reviewer: str | None

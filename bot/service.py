@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 OPEN = ("pending", "info_requested")
 TERMINAL = ("approved", "rejected", "expired", "cancelled", "auto_decided")
-STATUS_OF = {"approve": "approved", "reject": "rejected"}
+STATUS_OF = {"approve": "approved", "modify": "approved", "reject": "rejected"}
 MAX_REASON = 4000
+MAX_ARGS_BYTES = 20_000  # as a proposal's own arguments (bot.schemas)
 CAS_TRIES = 50
 
 
@@ -250,8 +251,11 @@ class Service:
             )
         overriding = action != case.row["recommended_action"]
         if (overriding or reason_code == "other") and not words:
+            recommended = case.row["recommended_action"]
             why = (
-                f"you are overriding the AI's recommendation ({case.row['recommended_action']})"
+                "you are changing what the AI proposed"
+                if action == "modify"
+                else f"you are overriding the AI's recommendation ({recommended})"
                 if overriding
                 else "the reason code is `other`"
             )
@@ -310,15 +314,21 @@ class Service:
         action: str,
         reason_code: str | None,
         reason: str | None = None,
+        args: Mapping[str, Any] | None = None,
     ) -> Result:
-        """Approve or reject on behalf of `reviewer`, with a reason."""
+        """Approve, reject or modify (approve with the proposal's arguments changed to
+        `args`, the edited ones: the rest keep their values) on behalf of `reviewer`,
+        with a reason."""
         for _ in range(CAS_TRIES):
             case, closed = await self._read(case_id)
             try:
                 if closed is not None:
                     raise closed
                 lane = await self._check_decision(case, reviewer, action, reason_code, reason)
-                result = await self._try_decide(case, lane, reviewer, action, reason_code, reason)
+                edited = self._edited_args(case, lane, action, args)
+                result = await self._try_decide(
+                    case, lane, reviewer, action, reason_code, reason, edited
+                )
             except DecisionRefused as exc:
                 await self._refuse(case_id, reviewer.key, exc, action)
                 raise
@@ -339,7 +349,9 @@ class Service:
         *,
         with_reason: bool = True,
     ) -> Lane:
-        if action not in ("approve", "reject") or action not in case.body.get("actions", []):
+        if action not in ("approve", "reject", "modify") or action not in case.body.get(
+            "actions", []
+        ):
             allowed = [a for a in case.body.get("actions", []) if a != "request_info"]
             raise DecisionRefused(
                 "action_not_allowed",
@@ -347,13 +359,67 @@ class Service:
             )
         lane = self._lane(case)
         await self._authorize(case, lane, reviewer)
-        if action == "approve" and await self._is_requester(case, reviewer):
+        if action in ("approve", "modify") and await self._is_requester(case, reviewer):
             raise DecisionRefused(
                 "self_approval", "You requested this case, so you cannot approve it yourself."
             )
         if with_reason:
             self._check_reason(case, action, code, reason)
         return lane
+
+    def _edited_args(
+        self, case: _Case, lane: Lane, action: str, edits: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The proposal's full arguments after a `modify`'s edits; `DecisionRefused`
+        naming any argument that is unknown or not editable (nothing is written)."""
+        if action != "modify":
+            if edits:
+                raise DecisionRefused(
+                    "args_not_allowed", "Only an edit (modify) carries changed arguments."
+                )
+            return None
+        proposal = case.body.get("proposal")
+        if not isinstance(proposal, dict):
+            raise DecisionRefused("no_proposal", "This case has no proposal to edit.")
+        if lane.quorum > 1:
+            raise DecisionRefused(
+                "modify_needs_one_approver",
+                f"This lane needs {lane.quorum} approvers, who must agree on one thing: "
+                "approve or reject the proposal as it is.",
+            )
+        original: dict[str, Any] = dict(proposal.get("args") or {})
+        editable = list(proposal.get("editable") or original)
+        if not isinstance(edits, Mapping) or not edits:
+            raise DecisionRefused("args_required", "Change at least one argument to edit.")
+        unknown = sorted(k for k in edits if k not in original)
+        if unknown:
+            raise DecisionRefused(
+                "unknown_args",
+                f"The proposal has no argument {', '.join(map(repr, unknown))}; "
+                f"it has {', '.join(original) or 'none'}.",
+            )
+        fixed = sorted(k for k, v in edits.items() if k not in editable and v != original[k])
+        if fixed:
+            raise DecisionRefused(
+                "args_not_editable",
+                f"{', '.join(map(repr, fixed))} may not be edited; "
+                f"the editable arguments are {', '.join(editable)}.",
+            )
+        merged = {**original, **edits}
+        try:
+            size = len(orjson.dumps(merged))
+        except TypeError as exc:
+            raise DecisionRefused("args_not_json", "The edited arguments must be JSON.") from exc
+        if size > MAX_ARGS_BYTES:
+            raise DecisionRefused(
+                "args_too_large", f"Keep the edited arguments under {MAX_ARGS_BYTES} bytes."
+            )
+        if merged == original:
+            raise DecisionRefused(
+                "args_unchanged",
+                "Nothing was changed: approve the proposal as it is, or change an argument.",
+            )
+        return merged
 
     async def _try_decide(
         self,
@@ -363,10 +429,13 @@ class Service:
         action: str,
         code: str | None,
         reason: str | None,
+        args: dict[str, Any] | None = None,
     ) -> Result | None:
         try:
             return await self.store.run_write(
-                lambda conn: self._decide_now(conn, case, lane, reviewer, action, code, reason)
+                lambda conn: self._decide_now(
+                    conn, case, lane, reviewer, action, code, reason, args
+                )
             )
         except OperationalError as exc:
             if "locked" in str(exc).lower():
@@ -382,6 +451,7 @@ class Service:
         action: str,
         code: str | None,
         reason: str | None,
+        args: dict[str, Any] | None = None,
     ) -> Result | None:
         """The decision's one transaction (synchronous: `run_write` runs it inline on
         SQLite and in a greenlet on PostgreSQL)."""
@@ -393,6 +463,7 @@ class Service:
             "action": action,
             "reason_code": code,
             "reason": (reason or "").strip() or None,
+            "args": None if args is None else orjson.dumps(args).decode(),
             "reviewer": reviewer.key,
             "platform": reviewer.platform,
             "decided_by": "human",
@@ -429,12 +500,18 @@ class Service:
                 update(cases).where(cases.c.id == case.id).values(status=status, decided_at=now)
             )
             conn.execute(update(decisions).where(decisions.c.id == decision_id).values(final=True))
-            detail = {"action": action, "reason_code": code, "votes": votes}
+            detail: dict[str, Any] = {"action": action, "reason_code": code, "votes": votes}
+            if args is not None:
+                detail["args"] = args
             rows = [self._event(case.id, "decided", actor, detail)]
-            decision = {k: v for k, v in row.items() if k not in ("case_id", "final")}
+            decision = {k: v for k, v in row.items() if k not in ("case_id", "final", "args")}
             decision["at"] = now.isoformat()
+            if args is not None:
+                decision["args"] = args
             deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
-            verb = "Approved" if action == "approve" else "Rejected"
+            verb = {"approve": "Approved", "modify": "Approved with changes"}.get(
+                action, "Rejected"
+            )
             note = f"{verb} by {reviewer.name or actor}"
             deliveries += [
                 self._delivery(

@@ -109,7 +109,8 @@ def parse_schedule(value: str) -> tuple[str, int, int, str]:
     return found["days"] or "*", int(found["hour"]), int(found["minute"]), found["tz"] or "UTC"
 
 
-# `sensitive`: dotted paths into a case (or `decisions.reason`, `decisions.reviewer`)
+# `sensitive`: dotted paths into a case (or `decisions.reason`, `decisions.reviewer`,
+# `decisions.args`; `proposal` redacts a modify's edited arguments too)
 # whose values must not leave Signoff in an export (bot/analytics/export.py).
 SENSITIVE_ROOTS = (
     "source",
@@ -129,12 +130,13 @@ SENSITIVE_ROOTS = (
     "callback_url",
     "sla",
     "metadata",
+    "proposal",
     "decisions",
 )
 SENSITIVE_CHILDREN: dict[str, tuple[str, ...]] = {
     "recommendation": ("action", "confidence", "rationale", "alternatives"),
     "risk": ("level", "amount", "currency", "reversible", "customer_tier", "compliance"),
-    "decisions": ("reason", "reviewer"),
+    "decisions": ("reason", "reviewer", "args"),
 }
 KEYED_ROOTS = ("facts", "metadata")  # any key, or `*` for every key
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")

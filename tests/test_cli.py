@@ -263,7 +263,7 @@ def test_policy_explain_invalid_case(isolated: Path) -> None:
     assert (
         f"{bad}: surprise: unknown field; the fields here are source, kind, title, question, "
         "summary, recommendation, risk, flags, facts, evidence, policy_refs, history, actions, "
-        "requested_by, callback_url, sla, metadata, idempotency_key"
+        "requested_by, callback_url, sla, metadata, idempotency_key, proposal"
     ) in lines
     assert len(lines) == 3
 

@@ -31,7 +31,8 @@ SLA = (
 SCALAR = "text (at most 2000 characters), a number, true, false or null"
 CASE_FIELDS = (
     "source, kind, title, question, summary, recommendation, risk, flags, facts, evidence, "
-    "policy_refs, history, actions, requested_by, callback_url, sla, metadata, idempotency_key"
+    "policy_refs, history, actions, requested_by, callback_url, sla, metadata, idempotency_key, "
+    "proposal"
 )
 
 # (what, change to a valid case, field, message)
@@ -291,7 +292,7 @@ CASE_ROWS: list[tuple[str, dict[str, Any], str, str]] = [
         "actions without reject",
         {"actions": ["approve", "request_info"]},
         "actions",
-        "must include both approve and reject; request_info is optional "
+        "must include both approve and reject; request_info and modify are optional "
         '(got ["approve", "request_info"])',
     ),
     (
@@ -304,13 +305,50 @@ CASE_ROWS: list[tuple[str, dict[str, Any], str, str]] = [
         "actions literal",
         {"actions": ["approve", "reject", "delete"]},
         "actions.2",
-        "must be 'approve', 'reject' or 'request_info' (got 'delete')",
+        "must be 'approve', 'reject', 'request_info' or 'modify' (got 'delete')",
     ),
     (
         "actions too many",
-        {"actions": ["approve", "reject", "request_info", "approve"]},
+        {"actions": ["approve", "reject", "request_info", "modify", "approve"]},
         "actions",
-        "must have at most 3 items (got 4)",
+        "must have at most 4 items (got 5)",
+    ),
+    (
+        "modify without a proposal",
+        {"actions": ["approve", "reject", "modify"]},
+        "(body)",
+        "actions may include modify only when the case has a proposal to edit",
+    ),
+    ("proposal without a name", {"proposal": {"args": {}}}, "proposal.name", "is required"),
+    (
+        "proposal arg name",
+        {"proposal": {"name": "refund", "args": {"1st": 1}}},
+        "proposal.args",
+        "key '1st': must match the pattern ^[A-Za-z_][A-Za-z0-9_.-]{0,63}$",
+    ),
+    (
+        "proposal editable unknown",
+        {"proposal": {"name": "refund", "args": {"amount": 1}, "editable": ["to"]}},
+        "proposal",
+        "editable names arguments that args does not have: to",
+    ),
+    (
+        "proposal editable repeat",
+        {"proposal": {"name": "refund", "args": {"a": 1}, "editable": ["a", "a"]}},
+        "proposal",
+        "editable must name each argument once",
+    ),
+    (
+        "proposal args too large",
+        {"proposal": {"name": "refund", "args": {"memo": "m" * 20_000}}},
+        "proposal.args",
+        "must be at most 20000 bytes as JSON (got 20011)",
+    ),
+    (
+        "proposal too many args",
+        {"proposal": {"name": "refund", "args": {f"a{i}": i for i in range(51)}}},
+        "proposal.args",
+        "must have at most 50 entries (got 51)",
     ),
     ("requested_by empty", {"requested_by": ""}, "requested_by", "must not be empty"),
     (

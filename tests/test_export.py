@@ -145,6 +145,7 @@ async def test_every_column(rt: Runtime, clock: FrozenClock) -> None:
         "runner_up": "escalate",  # none is scored: the first
         "runner_up_confidence": None,
         "human_action": "reject",
+        "human_args": None,
         "overrode_ai": True,
         "final": True,
         "decided_by": "human",

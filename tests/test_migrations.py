@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 
 from bot.store import db, replays
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 async def test_0002_adds_claims_and_runs_to_a_database_with_cases(database_url: str) -> None:

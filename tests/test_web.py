@@ -348,12 +348,17 @@ async def test_bad_forms_are_refused_and_change_nothing(inbox: Inbox) -> None:
     async with inbox.browser("carol@example.com") as client:
         token = csrf_of((await client.get(f"/inbox/cases/{made['id']}")).text)
         url = f"/inbox/cases/{made['id']}"
-        unknown = await client.post(url, data={"csrf": token, "action": "modify"})
+        unknown = await client.post(url, data={"csrf": token, "action": "explode"})
         assert unknown.status_code == 422
         assert "is not an action" in unknown.text
+        no_proposal = await client.post(
+            url, data={"csrf": token, "action": "modify", "reason_code": "other", "reason": "x"}
+        )
+        assert no_proposal.status_code == 422
+        assert "not an action this case allows" in no_proposal.text
         files = await client.post(url, data={"csrf": token}, files={"f": ("a.txt", b"x")})
         assert files.status_code == 400
-        many = await client.post(url, data={f"k{i}": "v" for i in range(30)})
+        many = await client.post(url, data={f"k{i}": "v" for i in range(100)})
         assert many.status_code == 400
         long = await client.post(
             url,
@@ -364,6 +369,68 @@ async def test_bad_forms_are_refused_and_change_nothing(inbox: Inbox) -> None:
         missing = await client.post("/inbox/cases/nope", data={"csrf": token, "action": "approve"})
         assert missing.status_code == 404
     assert await rows(inbox, decisions) == []
+
+
+PROPOSAL = {
+    "name": "issue_refund",
+    "args": {"order": "A-1001", "amount": 420.0, "notify": True},
+    "editable": ["amount", "notify"],
+}
+
+
+async def test_edit_approves_with_changes_and_bad_edits_change_nothing(inbox: Inbox) -> None:
+    made = await inbox.api.submit(case(proposal=PROPOSAL, title="<b>refund</b>"))
+    url = f"/inbox/cases/{made['id']}"
+    async with inbox.browser("carol@example.com") as client:
+        page = (await client.get(url)).text
+        assert "Proposed: <code>issue_refund</code>" in page
+        assert 'name="args.amount"' in page
+        assert 'name="args.notify"' in page
+        assert 'name="args.order"' not in page  # shown, not editable
+        assert "<code>&#34;A-1001&#34;</code>" in page or "<code>&quot;A-1001&quot;</code>" in page
+        assert 'value="modify" class="approve" data-key="e"' in page
+        token = csrf_of(page)
+        base = {"csrf": token, "action": "modify", "reason_code": "policy_match"}
+        bad_json = await client.post(
+            url, data={**base, "reason": "less", "args.amount": "four hundred"}
+        )
+        assert bad_json.status_code == 422
+        assert "&#39;amount&#39; is not JSON" in bad_json.text
+        assert "four hundred</textarea>" in bad_json.text  # what was typed is kept
+        fixed = await client.post(url, data={**base, "reason": "x", "args.order": '"A-2"'})
+        assert fixed.status_code == 422
+        assert "may not be edited" in fixed.text
+        unknown = await client.post(url, data={**base, "reason": "x", "args.to": '"me"'})
+        assert unknown.status_code == 422
+        assert "no argument" in unknown.text
+        same = await client.post(
+            url, data={**base, "reason": "x", "args.amount": "420.0", "args.notify": "true"}
+        )
+        assert same.status_code == 422
+        assert "Nothing was changed" in same.text
+        wordless = await client.post(url, data={**base, "args.amount": "380.5"})
+        assert wordless.status_code == 422
+        assert "changing what the AI proposed" in wordless.text
+        assert await rows(inbox, decisions) == []
+        done = await client.post(
+            url,
+            data={
+                **base,
+                "reason": "The receipt says 380.50",
+                "args.amount": "380.5",
+                "args.notify": "true",
+            },
+        )
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == f"{url}?done=modify"
+        shown = (await client.get(done.headers["location"])).text
+        assert "You approved this case with your changes." in shown
+    [kept] = await rows(inbox, decisions)
+    assert kept["action"] == "modify"
+    read = (await inbox.api.get(f"/v1/escalations/{made['id']}")).json()
+    assert read["status"] == "approved"
+    assert read["decisions"][0]["args"] == {"order": "A-1001", "amount": 380.5, "notify": True}
+    await asyncio.wait_for(_card_updated(inbox.memory, made["id"]), 10)
 
 
 async def test_request_info_goes_to_the_workflow(inbox: Inbox) -> None:

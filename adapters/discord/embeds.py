@@ -10,10 +10,12 @@ the whole case as a file.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 import discord
@@ -51,10 +53,15 @@ LINK_URL = 512  # the longest URL a masked link takes (a link button's limit, th
 
 # custom_id: `signoff:<verb>:<case>` on buttons, `signoff:form:<verb>:<case>` on modals
 CASE_ID = r"[A-Za-z0-9_-]{1,64}"
-VERBS = "approve|reject|request_info|acknowledge|claim|release|full_context"
+VERBS = "approve|reject|modify|request_info|acknowledge|claim|release|full_context"
 BUTTON_ID = re.compile(rf"signoff:(?P<verb>{VERBS}):(?P<case>{CASE_ID})")
-FORM_ID = re.compile(rf"signoff:form:(?P<verb>approve|reject|request_info):(?P<case>{CASE_ID})")
+FORM_ID = re.compile(
+    rf"signoff:form:(?P<verb>approve|reject|modify|request_info):(?P<case>{CASE_ID})"
+)
 CODE_INPUT, REASON_INPUT, QUESTION_INPUT = "code", "reason", "question"
+ARG_INPUT_PREFIX, ARGS_INPUT = "arg:", "args"  # one argument's JSON; all of them, as an object
+MODAL_COMPONENTS = 5  # a modal's top-level components (Labels, text displays)
+PROPOSAL_SHOWN = 900
 
 LANE_COLOURS = {"review": 0x3B82F6, "expert": 0x8B5CF6, "stop_the_line": 0xDC2626}
 STATE_COLOURS = {"approved": 0x16A34A, "rejected": 0x991B1B}
@@ -214,6 +221,11 @@ def _render(card: CardView, scale: float) -> tuple[discord.Embed, bool]:
     if card.rationale and not card.hide_recommendation:
         rec += f"\n> {cuts.fit(card.rationale.replace(chr(10), ' '), 600)}"
     parts.append(rec)
+    if card.proposal is not None:
+        limit = max(MIN_SHOWN, int(PROPOSAL_SHOWN * scale))
+        text, c = _join(cardtext.proposal_lines(card, DISCORD), limit)
+        cuts.mark(c)
+        parts.append(text)
     why = f"**Why a person:** {cuts.fit(card.rule, 200)}"
     if card.why:
         why += f": {cuts.fit('; '.join(card.why), 400)}"
@@ -318,6 +330,8 @@ def buttons(card: CardView, was_cut: bool) -> discord.ui.View:
         add("approve", "Approve", style.success)
     if "reject" in card.actions:
         add("reject", "Reject", style.danger)
+    if "modify" in card.actions and card.proposal is not None:
+        add("modify", "Edit", style.primary)
     if "request_info" in card.actions and card.info_question is None:
         add("request_info", "Request info", style.secondary)
     if card.actions:
@@ -353,6 +367,28 @@ def decision_modal(card: CardView, verb: str, draft: str | None = None) -> disco
         custom_id=f"signoff:form:{verb}:{card.case_id}",
         timeout=None,
     )
+    modal.add_item(_code_item(card, modal))
+    required, hint = reasoning_rule(card, verb)
+    modal.add_item(
+        discord.ui.Label(
+            text="Your reasoning",
+            description=plain(hint, LABEL_DESCRIPTION),
+            component=discord.ui.TextInput(
+                custom_id=REASON_INPUT,
+                style=discord.TextStyle.paragraph,
+                max_length=TEXT_INPUT,
+                required=required,
+                default=draft[:TEXT_INPUT] if draft else None,
+            ),
+        )
+    )
+    modal.stop()  # never stored: the submission is read statelessly (interactions.py)
+    return modal
+
+
+def _code_item(card: CardView, modal: discord.ui.Modal) -> discord.ui.Label[discord.ui.Modal]:
+    """The reason code: a select, or a typed code past 25 codes (their list shown above
+    the box, in the modal, when it is too long for the label's description)."""
     codes = list(card.reason_codes)
     code: discord.ui.Item[discord.ui.Modal]
     if 0 < len(codes) <= OPTIONS:
@@ -372,25 +408,104 @@ def decision_modal(card: CardView, verb: str, draft: str | None = None) -> disco
         code = discord.ui.TextInput(custom_id=CODE_INPUT, max_length=100, required=True)
         listed = "One of: " + ", ".join(codes)
         described = plain(listed, LABEL_DESCRIPTION) if codes else None
-        if codes and len(listed) > LABEL_DESCRIPTION:  # the whole list, above the box
+        if codes and len(listed) > LABEL_DESCRIPTION:
             modal.add_item(discord.ui.TextDisplay(fit(listed, TEXT_DISPLAY)[0]))
-    modal.add_item(discord.ui.Label(text="Reason code", component=code, description=described))
-    required, hint = reasoning_rule(card, verb)
+    return discord.ui.Label(text="Reason code", component=code, description=described)
+
+
+def edit_modal(card: CardView, draft: str | None = None) -> discord.ui.Modal | None:
+    """Edit the proposal, then approve it. A modal holds 5 components: the reason code
+    and the reasoning take two, so up to three editable arguments get a field each
+    (pre-filled with their JSON); more share one field holding a JSON object. None
+    when even that does not fit a text input (then the web inbox is the place)."""
+    found = card.proposal
+    if found is None:
+        return None
+    modal = discord.ui.Modal(
+        title=plain(f"Edit: {card.title}", MODAL_TITLE),
+        custom_id=f"signoff:form:modify:{card.case_id}",
+        timeout=None,
+    )
+    code = _code_item(card, modal)
+    names = list(found.editable)
+    values = {name: cardtext.arg_json(found.args.get(name)) for name in names}
+    slots = MODAL_COMPONENTS - 2 - len(modal.children)
+    if len(names) <= slots and all(len(v) <= TEXT_INPUT for v in values.values()):
+        for name in names:
+            modal.add_item(
+                discord.ui.Label(
+                    text=plain(name, LABEL),
+                    description=plain(f"{found.name}: {name}, as JSON", LABEL_DESCRIPTION),
+                    component=discord.ui.TextInput(
+                        custom_id=ARG_INPUT_PREFIX + name,
+                        style=discord.TextStyle.paragraph
+                        if len(values[name]) > 60
+                        else discord.TextStyle.short,
+                        max_length=TEXT_INPUT,
+                        required=True,
+                        default=values[name],
+                    ),
+                )
+            )
+    else:
+        together = json.dumps(
+            {name: found.args.get(name) for name in names}, ensure_ascii=False, indent=1
+        )
+        if len(together) > TEXT_INPUT or slots < 1:
+            return None
+        modal.add_item(
+            discord.ui.Label(
+                text="Arguments (JSON)",
+                description=plain(f"{found.name}: the editable arguments", LABEL_DESCRIPTION),
+                component=discord.ui.TextInput(
+                    custom_id=ARGS_INPUT,
+                    style=discord.TextStyle.paragraph,
+                    max_length=TEXT_INPUT,
+                    required=True,
+                    default=together,
+                ),
+            )
+        )
+    modal.add_item(code)
     modal.add_item(
         discord.ui.Label(
-            text="Your reasoning",
-            description=plain(hint, LABEL_DESCRIPTION),
+            text="Why you changed it",
+            description="Required: you are changing what the AI proposed.",
             component=discord.ui.TextInput(
                 custom_id=REASON_INPUT,
                 style=discord.TextStyle.paragraph,
                 max_length=TEXT_INPUT,
-                required=required,
+                required=True,
                 default=draft[:TEXT_INPUT] if draft else None,
             ),
         )
     )
-    modal.stop()  # never stored: the submission is read statelessly (interactions.py)
+    modal.stop()
     return modal
+
+
+def edited_args(values: dict[str, str]) -> dict[str, Any]:
+    """The arguments an edit form sent, parsed; ValueError saying which is not JSON."""
+    edits: dict[str, Any] = {}
+    if ARGS_INPUT in values:
+        try:
+            together = json.loads(values[ARGS_INPUT])
+        except ValueError as exc:
+            raise ValueError(f"The arguments are not JSON: {exc}.") from exc
+        if not isinstance(together, dict):
+            raise ValueError('The arguments must be a JSON object, {"name": value, ...}.')
+        edits.update(together)
+    for key, text in values.items():
+        if key.startswith(ARG_INPUT_PREFIX):
+            name = key.removeprefix(ARG_INPUT_PREFIX)
+            try:
+                edits[name] = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{name} is not JSON: put text in double quotes; numbers, true, false "
+                    "and null as they are."
+                ) from exc
+    return edits
 
 
 def info_modal(card: CardView, draft: str | None = None) -> discord.ui.Modal:

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 ANSWER_WITHIN = 2.0  # seconds of work before an answer is deferred (Discord allows 3)
 DRAFT_TTL = 900.0
 MAX_DRAFTS = 10_000
-DONE_WORDS = {"approve": "approved", "reject": "rejected"}
+DONE_WORDS = {"approve": "approved", "reject": "rejected", "modify": "approved with changes"}
 UNKNOWN = "Signoff does not know this button or form; use the buttons on the case's card."
 Interaction = discord.Interaction[discord.Client]
 
@@ -144,11 +144,20 @@ class Interactions(Bound):
             async with asyncio.timeout(ANSWER_WITHIN):  # no extra task, unlike wait_for
                 card = await self.service.precheck(case_id, reviewer, verb)
             draft = self._draft(reviewer, case_id, verb)
-            modal = (
-                embeds.info_modal(card, draft)
-                if verb == "request_info"
-                else embeds.decision_modal(card, verb, draft)
-            )
+            if verb == "modify":
+                edit = embeds.edit_modal(card, draft)
+                if edit is None:
+                    await self._tell(
+                        interaction,
+                        "This proposal is too large to edit in a Discord form: edit it in "
+                        f"the web inbox, at /inbox/cases/{case_id}.",
+                    )
+                    return
+                modal = edit
+            elif verb == "request_info":
+                modal = embeds.info_modal(card, draft)
+            else:
+                modal = embeds.decision_modal(card, verb, draft)
             await interaction.response.send_modal(modal)
         except Exception as exc:  # every click gets an answer, whatever failed
             await self._refused(interaction, exc)
@@ -178,11 +187,22 @@ class Interactions(Bound):
         reviewer = reviewer_of(interaction)
         words = values.get(embeds.QUESTION_INPUT if verb == "request_info" else embeds.REASON_INPUT)
         try:
+            args = None
+            if verb == "modify":
+                try:
+                    args = embeds.edited_args(values)
+                except ValueError as exc:
+                    raise DecisionRefused("args_not_json", str(exc)) from exc
             work: Awaitable[Any] = (
                 self.service.request_info(case_id, reviewer, words or "")
                 if verb == "request_info"
                 else self.service.decide(
-                    case_id, reviewer, verb, values.get(embeds.CODE_INPUT) or None, words or None
+                    case_id,
+                    reviewer,
+                    verb,
+                    values.get(embeds.CODE_INPUT) or None,
+                    words or None,
+                    args=args,
                 )
             )
             await self._within(interaction, work)

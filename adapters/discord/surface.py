@@ -192,6 +192,13 @@ class DiscordSurface(DiscordAdapter):
             await self.client.http.close()
         await end(self._connecting)
         self._connecting = None
+        # discord.py's close() leaves the task that waits `guild_ready_timeout` (2 s)
+        # after READY for the guilds to arrive (ConnectionState._delay_ready) running,
+        # to dispatch `ready` on a closed client: end it here (a private attribute,
+        # read defensively).
+        ready = getattr(getattr(self.client, "_connection", None), "_ready_task", None)
+        if isinstance(ready, asyncio.Task):
+            await end(ready)
         self.logged_in = False
 
 

@@ -85,6 +85,11 @@ PAGE_SEP = ":"
 ACTION_PREFIX = "signoff_"
 DECIDE_VIEW = "signoff_decide"
 INFO_VIEW = "signoff_info"
+EDIT_VIEW = "signoff_edit"
+ARG_BLOCK_PREFIX, ARG_ACTION = "arg:", "json"
+#: editable arguments one Slack form takes; a proposal with more is edited on the web
+EDIT_ARGS_MAX = 20
+PROPOSAL_TEXT = 1500
 CODE_BLOCK, CODE_ACTION = "reason_code", "code"
 REASON_BLOCK, REASON_ACTION = "reason", "text"
 QUESTION_BLOCK, QUESTION_ACTION = "question", "text"
@@ -254,6 +259,14 @@ def render_card(card: CardView) -> Rendered:
             rec += f"\n>{rationale}"
     rec = room.spend(rec)
 
+    proposal = ""
+    if card.proposal is not None:
+        proposal, was_cut = _join_fit(
+            cardtext.proposal_lines(card, SLACK), room.take(PROPOSAL_TEXT)
+        )
+        room.cut |= was_cut
+        proposal = room.spend(proposal)
+
     why = f"*Why a person:* {fit(card.rule, 300)[0]}"
     if card.why:
         why += f": {fit('; '.join(card.why), 600)[0]}"
@@ -301,6 +314,8 @@ def render_card(card: CardView) -> Rendered:
     if summary:
         blocks.append(_section(summary))
     blocks.append(_section(rec))
+    if proposal:
+        blocks.append(_section(proposal))
     blocks.append(_section(why))
     for start in range(0, len(fields), FIELDS_PER_SECTION):
         blocks.append(SectionBlock(fields=fields[start : start + FIELDS_PER_SECTION]))
@@ -369,6 +384,8 @@ def _buttons(card: CardView, cut: bool) -> list[ButtonElement]:
             style="danger",
         )
         buttons.append(_button("reject", "Reject", card.case_id, style="danger", confirm=confirm))
+    if "modify" in card.actions and card.proposal is not None:
+        buttons.append(_button("modify", "Edit", card.case_id))
     if "request_info" in card.actions and card.info_question is None:
         buttons.append(_button("request_info", "Request info", card.case_id))
     if card.actions:
@@ -441,6 +458,73 @@ def decision_modal(card: CardView, action: str, private_metadata: str) -> dict[s
         callback_id=DECIDE_VIEW,
         title=PlainTextObject(text=f"{verb} case"),
         submit=PlainTextObject(text=verb),
+        close=PlainTextObject(text="Cancel"),
+        blocks=blocks,
+        private_metadata=private_metadata,
+    )
+    return view.to_dict()
+
+
+def edit_modal(card: CardView, private_metadata: str) -> dict[str, Any] | None:
+    """Edit the proposal, then approve it: one field per editable argument, pre-filled
+    with its JSON (a number stays a number), then the reason code and the reasoning,
+    required (an edit changes what the AI proposed). None when the proposal does not fit
+    a Slack form (too many editable arguments, or one longer than a field holds)."""
+    found = card.proposal
+    if found is None:
+        return None
+    names = list(found.editable)
+    values = {name: cardtext.arg_json(found.args.get(name)) for name in names}
+    if len(names) > EDIT_ARGS_MAX or any(len(v) > REASON_MAX for v in values.values()):
+        return None
+    options = [
+        Option(value=code, text=PlainTextObject(text=plain(code, OPTION_TEXT)))
+        for code in card.reason_codes[:MAX_OPTIONS]
+    ]
+    blocks: list[Block] = [
+        *_about(card),
+        _context(
+            f"*Proposed:* `{fit(found.name, 200)[0]}`. Each value is JSON: text in "
+            "double quotes, numbers and true/false as they are."
+        ),
+    ]
+    for name in names:
+        blocks.append(
+            InputBlock(
+                block_id=ARG_BLOCK_PREFIX + name,
+                label=PlainTextObject(text=plain(name, 200)),
+                element=PlainTextInputElement(
+                    action_id=ARG_ACTION,
+                    initial_value=values[name],
+                    multiline=len(values[name]) > 60,
+                    max_length=REASON_MAX,
+                ),
+            )
+        )
+    blocks += [
+        InputBlock(
+            block_id=CODE_BLOCK,
+            label=PlainTextObject(text="Reason code"),
+            element=StaticSelectElement(
+                action_id=CODE_ACTION,
+                placeholder=PlainTextObject(text="Pick a reason"),
+                options=options,
+            ),
+        ),
+        InputBlock(
+            block_id=REASON_BLOCK,
+            label=PlainTextObject(text="Why you changed it"),
+            element=PlainTextInputElement(
+                action_id=REASON_ACTION, multiline=True, max_length=REASON_MAX
+            ),
+            hint=PlainTextObject(text="Required: you are changing what the AI proposed."),
+        ),
+    ]
+    view = View(
+        type="modal",
+        callback_id=EDIT_VIEW,
+        title=PlainTextObject(text="Edit and approve"),
+        submit=PlainTextObject(text="Approve with changes"),
         close=PlainTextObject(text="Cancel"),
         blocks=blocks,
         private_metadata=private_metadata,

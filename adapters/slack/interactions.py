@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLICK = re.compile(
-    r"^signoff_(approve|reject|request_info|acknowledge|claim|release|full_context"
+    r"^signoff_(approve|reject|modify|request_info|acknowledge|claim|release|full_context"
     r"|page_previous|page_next)$"
 )
 FIELD_OF = {
@@ -88,6 +88,7 @@ class Interactions(Bound):
         app.action(CLICK)(self.on_click)
         app.view(blocks.DECIDE_VIEW)(self.on_decide)
         app.view(blocks.INFO_VIEW)(self.on_info)
+        app.view(blocks.EDIT_VIEW)(self.on_edit)
 
     async def _tell(self, body: dict[str, Any], text: str) -> None:
         """An ephemeral message to the person who clicked (`text` is escaped)."""
@@ -137,11 +138,20 @@ class Interactions(Bound):
                 return
             card = await self.service.precheck(case_id, reviewer, verb)
             meta = blocks.metadata(case_id, verb, channel, ts)
-            view = (
-                blocks.info_modal(card, meta)
-                if verb == "request_info"
-                else blocks.decision_modal(card, verb, meta)
-            )
+            if verb == "modify":
+                edit = blocks.edit_modal(card, meta)
+                if edit is None:
+                    await self._tell(
+                        body,
+                        "This proposal is too large to edit in a Slack form: edit it in "
+                        f"the web inbox, at /inbox/cases/{case_id}.",
+                    )
+                    return
+                view = edit
+            elif verb == "request_info":
+                view = blocks.info_modal(card, meta)
+            else:
+                view = blocks.decision_modal(card, verb, meta)
             await self.client.views_open(trigger_id=trigger, view=view)
         except AlreadyDecided as exc:
             by = f" by {blocks.who(exc.winner)}" if exc.winner else ""
@@ -183,6 +193,44 @@ class Interactions(Bound):
                 str(meta.get("action", "")),
                 submitted(view, blocks.CODE_BLOCK, blocks.CODE_ACTION),
                 reason,
+            ),
+        )
+
+    async def on_edit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Approve with changes: each argument's field must hold JSON; the service
+        checks the arguments against the proposal and writes nothing if it refuses."""
+        meta = _metadata(view)
+        reason = submitted(view, blocks.REASON_BLOCK, blocks.REASON_ACTION)
+        if reason is not None and len(reason) > blocks.REASON_MAX:
+            await ack(**_too_long(blocks.REASON_BLOCK, "reasoning"))
+            return
+        values = (view.get("state") or {}).get("values") or {}
+        edits: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for block, fields in values.items():
+            if not str(block).startswith(blocks.ARG_BLOCK_PREFIX):
+                continue
+            name = str(block).removeprefix(blocks.ARG_BLOCK_PREFIX)
+            text = str((fields.get(blocks.ARG_ACTION) or {}).get("value") or "")
+            try:
+                edits[name] = json.loads(text)
+            except ValueError:
+                errors[block] = (
+                    'This is not JSON: put text in double quotes ("like this"); '
+                    "numbers, true, false and null as they are."
+                )
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await _answer(
+            ack,
+            self.service.decide(
+                str(meta.get("case", "")),
+                reviewer_of(body),
+                "modify",
+                submitted(view, blocks.CODE_BLOCK, blocks.CODE_ACTION),
+                reason,
+                args=edits,
             ),
         )
 

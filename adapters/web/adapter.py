@@ -35,6 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from adapters.cardtext import arg_json
 from adapters.web.oidc import OidcClient, OidcError, Pending
 from adapters.web.sessions import Session, Sessions
 from adapters.web.views import (
@@ -62,7 +63,8 @@ log = logging.getLogger(__name__)
 PREFIX = "/inbox"
 COOKIE = "signoff_session"
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-ACTIONS = ("approve", "reject", "request_info", "acknowledge")
+ACTIONS = ("approve", "reject", "modify", "request_info", "acknowledge")
+ARG_FIELD = "args."  # the edit form's field for one argument: `args.<name>`, as JSON
 REFUSED_STATUS = {"not_an_approver": 403, "self_approval": 403, "already_decided": 409}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -310,7 +312,7 @@ class WebSurface:
 
     async def _form(self, request: Request) -> dict[str, str]:
         try:
-            form = await request.form(max_files=0, max_fields=20)
+            form = await request.form(max_files=0, max_fields=80)
         except Exception as exc:  # multipart's own errors: malformed or too many fields
             raise BadInput(f"the form could not be read: {str(exc)[:200]}") from exc
         found: dict[str, str] = {}
@@ -440,8 +442,19 @@ class WebSurface:
                 f"You are not an approver for the {card.lane} lane, so you cannot decide this "
                 "case. Ask one of the lane's approvers."
             )
+        arg_texts = {}
+        changed: list[str] = []
+        if card.proposal is not None:
+            arg_texts = {k: arg_json(v) for k, v in card.proposal.args.items()}
+            if card.outcome is not None and card.outcome.args:
+                changed = [
+                    k for k, v in card.outcome.args.items() if card.proposal.args.get(k) != v
+                ]
         return {
             "card": card,
+            "arg_texts": arg_texts,
+            "changed": changed,
+            "arg_json": arg_json,
             "thread": entries,
             "may_decide": may_decide,
             "own_request": own,
@@ -493,14 +506,19 @@ class WebSurface:
         action = form.get("action", "")
         code = form.get("reason_code") or None
         reason = form.get("reason", "")
+        typed = {k.removeprefix(ARG_FIELD): v for k, v in form.items() if k.startswith(ARG_FIELD)}
         reviewer = Reviewer(self.platform, session.email, session.email)
         try:
             if action not in ACTIONS:
                 raise BadInput(
-                    f"{action[:40]!r} is not an action: approve, reject, request_info "
+                    f"{action[:40]!r} is not an action: approve, reject, modify, request_info "
                     "or acknowledge"
                 )
-            if action in ("approve", "reject"):
+            if action == "modify":
+                await self.service.decide(
+                    case_id, reviewer, action, code, reason, args=_parsed_args(typed)
+                )
+            elif action in ("approve", "reject"):
                 await self.service.decide(case_id, reviewer, action, code, reason)
             elif action == "request_info":
                 await self.service.request_info(case_id, reviewer, reason)
@@ -523,7 +541,12 @@ class WebSurface:
                 session=session,
                 done=None,
                 problem=message,
-                form={"action": action, "reason_code": code or "", "reason": reason[:4000]},
+                form={
+                    "action": action,
+                    "reason_code": code or "",
+                    "reason": reason[:4000],
+                    "args": {k: v[:20_000] for k, v in typed.items()},
+                },
                 **context,
                 **self._common(request),
             )
@@ -728,6 +751,21 @@ class WebSurface:
         await self.sessions.end(request.cookies.get(COOKIE, ""))
         response.delete_cookie(COOKIE, path=PREFIX)
         return response
+
+
+def _parsed_args(typed: Mapping[str, str]) -> dict[str, Any]:
+    """The edit form's arguments, each parsed from its JSON; BadInput naming the one
+    that is not JSON."""
+    edits: dict[str, Any] = {}
+    for name, text in typed.items():
+        try:
+            edits[name] = json.loads(text)
+        except ValueError:
+            raise BadInput(
+                f'{name[:64]!r} is not JSON: put text in double quotes ("like this"); '
+                "numbers, true, false and null as they are."
+            ) from None
+    return edits
 
 
 def _oidc_client(settings: Settings) -> tuple[OidcClient, bytes]:

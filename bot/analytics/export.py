@@ -27,7 +27,8 @@ Redaction: every path of the policy's `sensitive` list, and of the case's kind's
 `sensitive_fields`, has its value replaced by `"[redacted]"` (a missing value stays
 missing). `facts.*` replaces every fact's value but keeps the keys; `facts.employee`
 one fact's; `facts` the whole object. `decisions.reason` and `decisions.reviewer`
-redact the reason and reviewer columns; `recommendation` redacts the recommended
+redact the reason and reviewer columns, `decisions.args` and `proposal` a modify's
+edited arguments (`human_args`); `recommendation` redacts the recommended
 action, the confidence and the runner-up. Paths to parts of the case that are not
 exported (evidence, history, risk, ...) need nothing.
 
@@ -94,7 +95,8 @@ FIELDS: tuple[str, ...] = (
     "confidence",  # and its confidence, 0..1
     "runner_up",  # the best-scored alternative's action, if any
     "runner_up_confidence",
-    "human_action",  # approve | reject
+    "human_action",  # approve | reject | modify
+    "human_args",  # a modify's full edited arguments (an object; JSON text in CSV), else null
     "overrode_ai",  # human_action differs from recommended_action
     "final",  # this row settled the case (the last vote of a quorum)
     "decided_by",  # human (policy and timeout with include_automatic)
@@ -138,12 +140,14 @@ _PATH_COLUMNS: dict[str, tuple[str, ...]] = {
     "recommendation.alternatives": ("runner_up", "runner_up_confidence"),
     "decisions.reason": ("reason",),
     "decisions.reviewer": ("reviewer",),
+    "decisions.args": ("human_args",),
+    "proposal": ("human_args",),
 }
 
 # the query's columns; times are formatted and subtracted by the database
 _COLUMNS = (
     "d.id, d.case_id, c.kind, c.lane, c.source, c.rule, d.policy_version, {created}, {at}, "
-    "{seconds}, c.recommended_action, c.confidence, d.action, d.overrode_ai, d.final, "
+    "{seconds}, c.recommended_action, c.confidence, d.action, d.args, d.overrode_ai, d.final, "
     "d.decided_by, d.reason_code, d.reason, d.reviewer, d.platform, c.blind_review, c.title, "
     "c.requested_by, {body}"
 )
@@ -291,6 +295,7 @@ class _Rows:
                 recommended,
                 confidence,
                 action,
+                args,
                 overrode,
                 final,
                 decided_by,
@@ -328,6 +333,7 @@ class _Rows:
                 runner_up,
                 runner_up_confidence,
                 action,
+                args if args is None or self.text else orjson.loads(args),
                 true if overrode else false,
                 true if final else false,
                 decided_by,

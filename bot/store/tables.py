@@ -123,6 +123,8 @@ class Decision(Base):
     action: Mapped[str] = mapped_column(String(32))
     reason_code: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    # `modify`: the proposal's full arguments as the reviewer left them (JSON text)
+    args: Mapped[str | None] = mapped_column(Text)
     reviewer: Mapped[str] = mapped_column(String(300))
     platform: Mapped[str | None] = mapped_column(String(32))
     decided_by: Mapped[str] = mapped_column(String(16))

@@ -105,5 +105,10 @@
       return;
     }
     if (key === "a" || key === "r" || key === "i") { pick(key); }
+    if (key === "e") {
+      pick(key);
+      var first = document.querySelector("#decide [data-arg]");
+      if (first && !first.disabled) { first.focus(); }
+    }
   });
 })();
