@@ -18,6 +18,7 @@ from bot.protocols import Adapter, Clock, Surface
 from bot.service import Service
 from bot.sla import SlaClock
 from bot.store import db
+from bot.waiters import CaseWaiters, PgNotifier
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,31 @@ class Runtime:
             pacer=ChannelPacer(settings.channel_rate, settings.channel_burst),
         )
         self.writer = IntakeWriter(self.store, self.outbox.wake, dispatcher=self.outbox)
-        self.service = Service(self.store, self.policy, self.adapters, self.clock, self.outbox.wake)
+        self.waiters = CaseWaiters()
+        self.notifier = (
+            None
+            if self.store.is_sqlite
+            else PgNotifier(_asyncpg_dsn(settings.database_url), self.waiters)
+        )
+        self.service = Service(self.store, self.policy, self.adapters, self.clock, self.committed)
         self.sla = SlaClock(
             self.store,
             self.policy,
             self.clock,
             lambda: self.platforms,
-            self.outbox.wake,
+            self.committed,
             interval=settings.sla_sweep_interval,
         )
         self.started = False
+
+    def committed(self, *case_ids: str) -> None:
+        """After a commit that moved `case_ids`: wake the outbox, this process's
+        long-polls, and (on PostgreSQL) the other replicas' long-polls."""
+        self.outbox.wake()
+        if case_ids:
+            self.waiters.changed(case_ids)
+            if self.notifier is not None and self.started:
+                self.notifier.notify(case_ids)
 
     @property
     def surfaces(self) -> list[Surface]:
@@ -116,9 +132,14 @@ class Runtime:
         if workers:
             self.outbox.start()
             self.sla.start()
+        if self.notifier is not None:
+            self.notifier.start()
         self.started = True
 
     async def stop(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.stop()
+        self.waiters.wake_all()  # long-polls answer now rather than hold the shutdown
         await self.sla.stop()
         await self.writer.stop()
         await self.outbox.stop()
@@ -126,3 +147,11 @@ class Runtime:
             await surface.stop()  # after the outbox: its last deliveries use the clients
         await self.store.close()
         self.started = False
+
+
+def _asyncpg_dsn(url: str) -> str:
+    """The database URL as asyncpg's own `connect` takes it (no `+driver`)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)

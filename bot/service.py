@@ -114,7 +114,7 @@ class Service:
         self.policy = policy
         self.adapters = adapters
         self.clock = clock
-        self._on_commit = on_commit or (lambda: None)
+        self._on_commit = on_commit or (lambda *_ids: None)
         self._reads = Coalescer(lambda ids: store.run_read(lambda conn: _read_many(conn, ids)))
 
     # -- reading -------------------------------------------------------------------
@@ -333,7 +333,7 @@ class Service:
                 await self._refuse(case_id, reviewer.key, exc, action)
                 raise
             if result is not None:
-                self._on_commit()
+                self._on_commit(case_id)
                 return result
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."
@@ -584,7 +584,7 @@ class Service:
                 if callback:
                     deliveries.append(callback)
                 await conn.execute(outbox.insert(), deliveries)
-            self._on_commit()
+            self._on_commit(case.id)
             return Result("info_requested", case.id, "info_requested", "request_info")
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."
@@ -645,7 +645,7 @@ class Service:
                 ]
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
-            self._on_commit()
+            self._on_commit(case.id)
             return Result("info_answered", case.id, "pending")
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."
@@ -715,7 +715,7 @@ class Service:
                 ]
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
-            self._on_commit()
+            self._on_commit(case.id)
             return Result("cancelled", case.id, "cancelled")
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."
@@ -757,7 +757,7 @@ class Service:
                     deliveries.append(callback)
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
-            self._on_commit()
+            self._on_commit(case.id)
             return Result("acknowledged", case.id, str(case.row["status"]))
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."
@@ -806,7 +806,7 @@ class Service:
                 deliveries = [self._delivery(case.id, "update_card", t, {}) for t in targets]
                 if deliveries:
                     await conn.execute(outbox.insert(), deliveries)
-            self._on_commit()
+            self._on_commit(case.id)
             return Result("claimed" if claiming else "released", case.id, str(case.row["status"]))
         raise DecisionRefused(
             "busy", "The case is being changed by many people at once; try again."

@@ -91,7 +91,7 @@ class SlaClock:
         policy: LoadedPolicy,
         clock: Clock,
         platforms: Callable[[], Collection[str]],
-        on_commit: Callable[[], None],
+        on_commit: Callable[..., None],
         *,
         interval: float = 1.0,
     ) -> None:
@@ -99,7 +99,8 @@ class SlaClock:
         self.policy = policy
         self.clock = clock
         self.platforms = platforms
-        self.on_commit = on_commit
+        self.on_commit = on_commit  # called with the ids of the cases that moved
+        self._moved: list[str] = []
         self.interval = interval
         self.scheduler: AsyncIOScheduler | None = None
         self._sweeping = asyncio.Lock()
@@ -249,10 +250,11 @@ class SlaClock:
         fired = 0
         async with self._sweeping:
             while True:
+                self._moved = []
                 done, settled = await self.store.run_write(self._sweep_batch)
                 fired += done
                 if done:
-                    self.on_commit()
+                    self.on_commit(*self._moved)
                 if settled < BATCH:
                     return fired
 
@@ -387,6 +389,7 @@ class SlaClock:
             conn.execute(timers.insert(), new_timers)
         detail = {"from": str(case["lane"]), "to": to, "due_at": due.isoformat() if due else None}
         conn.execute(events.insert(), [self._event(case["id"], "escalated", detail, now)])
+        self._moved.append(str(case["id"]))
         return True
 
     def _expire(self, conn: Connection, case: Row, lane: Lane, now: datetime) -> bool:
@@ -430,6 +433,7 @@ class SlaClock:
             conn.execute(outbox.insert(), rows)
         detail = {"action": action, "reason_code": "timeout"}
         conn.execute(events.insert(), [self._event(case["id"], "expired", detail, now)])
+        self._moved.append(str(case["id"]))
         return True
 
     def _repage(self, conn: Connection, case: Row, lane: Lane, now: datetime) -> bool:

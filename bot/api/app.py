@@ -9,6 +9,7 @@ bytes), bounded at 256 KiB, and validated with pydantic; errors come back as
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -48,9 +49,11 @@ from bot.schemas import (
     InfoIn,
     SubmitOut,
 )
+from bot.service import TERMINAL
 from bot.signing import HEADER as SIGNATURE_HEADER
 from bot.store import replays
 from bot.validation import dotted, explain
+from bot.waiters import MAX_WAIT, wait_for_change
 
 log = logging.getLogger(__name__)
 
@@ -470,11 +473,39 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         responses=errors_doc(401, 403, 404),
         operation_id="read_case",
         summary="Read a case: status, decisions, events, deliveries",
+        description=(
+            "With `wait`, a long-poll: the answer comes as soon as the case's status "
+            "changes (decided, expired, cancelled, or a question for the workflow), "
+            "or when `wait` seconds have passed, with the case as it then is. A case "
+            "that is already closed answers at once."
+        ),
     )
-    async def read(request: Request, case_id: str) -> Response:
+    async def read(
+        request: Request,
+        case_id: str,
+        wait: float | None = Query(
+            None,
+            ge=0,
+            le=MAX_WAIT,
+            description="seconds to wait for the case's status to change, at most 60",
+        ),
+    ) -> Response:
         source = await caller(request)
         could_be(case_id)
-        return json_response(200, await get_case(runtime.engine, case_id, source))
+        if not wait:
+            return json_response(200, await get_case(runtime.engine, case_id, source))
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            async with runtime.waiters.watch(case_id) as changed:
+                found = await get_case(runtime.engine, case_id, source)
+                status = found["status"]
+                if changed is None or status in TERMINAL or status == "info_requested":
+                    return json_response(200, found)
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0 or not await wait_for_change(changed, left):
+                    return json_response(200, await get_case(runtime.engine, case_id, source))
+            # changed: read again; a change that left the status as it was (a claim,
+            # an escalation) waits on
 
     @app.get(
         "/v1/escalations",
