@@ -56,6 +56,14 @@ async def test_a_question_for_the_workflow_ends_the_wait(api: Api) -> None:
     await api.runtime.service.request_info(made["id"], ALICE, "Which project?")
     response, _ = await asyncio.wait_for(waiting, 10)
     assert response.json()["status"] == "info_requested"
+    # asked again while the question waits: it waits for the next change (the answer)
+    again = asyncio.create_task(poll(api, made["id"], 30))
+    await asyncio.sleep(0.3)
+    assert not again.done()
+    await api.runtime.service.answer_info(made["id"], "default", "ENG-042", None)
+    response, took = await asyncio.wait_for(again, 10)
+    assert response.json()["status"] == "pending"
+    assert took < 10
 
 
 async def test_a_claim_does_not_end_the_wait(api: Api) -> None:

@@ -475,9 +475,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         summary="Read a case: status, decisions, events, deliveries",
         description=(
             "With `wait`, a long-poll: the answer comes as soon as the case's status "
-            "changes (decided, expired, cancelled, or a question for the workflow), "
-            "or when `wait` seconds have passed, with the case as it then is. A case "
-            "that is already closed answers at once."
+            "changes (decided, expired, cancelled, asked for info or answered), or when "
+            "`wait` seconds have passed, with the case as it then is. A case that is "
+            "already closed answers at once."
         ),
     )
     async def read(
@@ -495,11 +495,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         if not wait:
             return json_response(200, await get_case(runtime.engine, case_id, source))
         deadline = asyncio.get_running_loop().time() + wait
+        first: str | None = None  # the status when the wait began
         while True:
             async with runtime.waiters.watch(case_id) as changed:
                 found = await get_case(runtime.engine, case_id, source)
                 status = found["status"]
-                if changed is None or status in TERMINAL or status == "info_requested":
+                first = first or status
+                if changed is None or status in TERMINAL or status != first:
                     return json_response(200, found)
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0 or not await wait_for_change(changed, left):
