@@ -6,10 +6,11 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.errors import ForbiddenError, InvalidInput, NotFound
+from bot.store.db import Store
 from bot.store.tables import cases, decisions, events, outbox, timers
 
 MAX_PAGE = 200
@@ -33,49 +34,46 @@ def decision_out(row: Any) -> dict[str, Any]:
     return found
 
 
-async def get_case(engine: AsyncEngine, case_id: str, source: str) -> dict[str, Any]:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
-        if row is None:
-            raise NotFound(f"no case with id {case_id!r}", case_id=case_id)
-        if row["source"] != source:
-            raise ForbiddenError("this case belongs to another source", case_id=case_id)
-        made = (
-            (
-                await conn.execute(
-                    select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id)
-                )
+async def get_case(where: AsyncEngine | Store, case_id: str, source: str) -> dict[str, Any]:
+    """The case as `GET /v1/escalations/{id}` shows it: through the store's reader (on
+    SQLite, inline on the loop, no thread hop), or on a connection of `where`."""
+    if isinstance(where, Store):
+        return await where.run_read(lambda conn: read_case(conn, case_id, source))
+    async with where.connect() as conn:
+        return await conn.run_sync(lambda sync: read_case(sync, case_id, source))
+
+
+def read_case(conn: Connection, case_id: str, source: str) -> dict[str, Any]:
+    """The case as `GET /v1/escalations/{id}` shows it, on a synchronous connection."""
+    row = conn.execute(select(cases).where(cases.c.id == case_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no case with id {case_id!r}", case_id=case_id)
+    if row["source"] != source:
+        raise ForbiddenError("this case belongs to another source", case_id=case_id)
+    made = (
+        (
+            conn.execute(
+                select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.id)
             )
-            .mappings()
-            .all()
         )
-        logged = (
-            (
-                await conn.execute(
-                    select(events).where(events.c.case_id == case_id).order_by(events.c.id)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        owed = (
-            (
-                await conn.execute(
-                    select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        clock = (
-            (
-                await conn.execute(
-                    select(timers).where(timers.c.case_id == case_id).order_by(timers.c.due_at)
-                )
-            )
-            .mappings()
-            .all()
-        )
+        .mappings()
+        .all()
+    )
+    logged = (
+        (conn.execute(select(events).where(events.c.case_id == case_id).order_by(events.c.id)))
+        .mappings()
+        .all()
+    )
+    owed = (
+        (conn.execute(select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id)))
+        .mappings()
+        .all()
+    )
+    clock = (
+        (conn.execute(select(timers).where(timers.c.case_id == case_id).order_by(timers.c.due_at)))
+        .mappings()
+        .all()
+    )
     return {
         "id": row["id"],
         "status": row["status"],

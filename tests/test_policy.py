@@ -732,7 +732,7 @@ BROKEN: list[tuple[str, str, int, str, str]] = [
         BASE + "sensitive: [decisions.action]\n",
         16,
         "sensitive[0]",
-        "'decisions.action': decisions has no field 'action' (it has reason, reviewer)",
+        "'decisions.action': decisions has no field 'action' (it has reason, reviewer, args)",
     ),
     (
         "sensitive decisions without a field",

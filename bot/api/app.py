@@ -493,19 +493,19 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         source = await caller(request)
         could_be(case_id)
         if not wait:
-            return json_response(200, await get_case(runtime.engine, case_id, source))
+            return json_response(200, await get_case(runtime.store, case_id, source))
         deadline = asyncio.get_running_loop().time() + wait
         first: str | None = None  # the status when the wait began
         while True:
             async with runtime.waiters.watch(case_id) as changed:
-                found = await get_case(runtime.engine, case_id, source)
+                found = await get_case(runtime.store, case_id, source)
                 status = found["status"]
                 first = first or status
                 if changed is None or status in TERMINAL or status != first:
                     return json_response(200, found)
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0 or not await wait_for_change(changed, left):
-                    return json_response(200, await get_case(runtime.engine, case_id, source))
+                    return json_response(200, await get_case(runtime.store, case_id, source))
             # changed: read again; a change that left the status as it was (a claim,
             # an escalation) waits on
 
