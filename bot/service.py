@@ -168,8 +168,16 @@ class Service:
         try:
             if closed is not None:
                 raise closed
-            if action in ("approve", "reject"):
-                await self._check_decision(case, reviewer, action, None, None, with_reason=False)
+            if action in ("approve", "reject", "modify"):
+                lane = await self._check_decision(
+                    case, reviewer, action, None, None, with_reason=False
+                )
+                if action == "modify" and lane.quorum > 1:
+                    raise DecisionRefused(
+                        "modify_needs_one_approver",
+                        f"This lane needs {lane.quorum} approvers, who must agree on one "
+                        "thing: approve or reject the proposal as it is.",
+                    )
                 return build_card(case.row, case.body, [], self.policy, with_why=False)
             if action == "request_info":
                 self._check_info_request(case)

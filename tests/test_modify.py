@@ -201,3 +201,18 @@ async def test_get_and_the_api_carry_args(api: Api) -> None:
     assert decision["action"] == "modify"
     assert decision["args"] == {**PROPOSAL["args"], "amount": 99.0}  # type: ignore[dict-item]
     assert got["events"][-1]["detail"]["args"] == decision["args"]
+
+
+async def test_the_edit_button_is_checked_before_the_form_opens(rt: Runtime) -> None:
+    """What a click on Edit asks first (Slack's and Discord's forms open on it)."""
+    case_id = await submit(rt, proposal=PROPOSAL)
+    card = await rt.service.precheck(case_id, ALICE, "modify")
+    assert card.proposal is not None
+    own = await submit(rt, proposal=PROPOSAL, requested_by="U0ALICE")
+    await refused(rt, own, "self_approval", rt.service.precheck(own, ALICE, "modify"))
+    quorum = await submit(rt, proposal=PROPOSAL, flags=["data_leakage"])
+    await refused(
+        rt, quorum, "modify_needs_one_approver", rt.service.precheck(quorum, OPS[0], "modify")
+    )
+    plain = await submit(rt)
+    await refused(rt, plain, "action_not_allowed", rt.service.precheck(plain, ALICE, "modify"))

@@ -41,7 +41,11 @@ log = logging.getLogger(__name__)
 ANSWER_WITHIN = 2.0  # seconds of work before an answer is deferred (Discord allows 3)
 DRAFT_TTL = 900.0
 MAX_DRAFTS = 10_000
-DONE_WORDS = {"approve": "approved", "reject": "rejected", "modify": "approved with changes"}
+DONE_WORDS = {
+    "approve": "approved this case",
+    "reject": "rejected this case",
+    "modify": "approved this case with your changes",
+}
 UNKNOWN = "Signoff does not know this button or form; use the buttons on the case's card."
 Interaction = discord.Interaction[discord.Client]
 
@@ -228,7 +232,7 @@ class Interactions(Bound):
             done = (
                 "Your question went to the workflow; the card waits for its answer."
                 if verb == "request_info"
-                else f"Recorded: you {DONE_WORDS[verb]} this case."
+                else f"Recorded: you {DONE_WORDS[verb]}."
             )
             await self._tell(interaction, done)
 
