@@ -187,13 +187,13 @@ async def test_the_browser_refuses_what_the_rules_refuse(inbox: Inbox, driver: D
     def refusals() -> None:
         sign_in(driver, inbox.base, bob)
         driver.get(url)
-        assert "You are not an approver for the review lane" in driver.page_source
+        wait_text(driver, "You are not an approver for the review lane")
         assert not driver.find_element(By.CSS_SELECTOR, "button[value=approve]").is_enabled()
         force("approve")
         wait_text(driver, "not an approver for the review lane")
         sign_in(driver, inbox.base, dana)
         driver.get(url)
-        assert "You requested this case" in driver.page_source
+        wait_text(driver, "You requested this case")
         assert not driver.find_element(By.CSS_SELECTOR, "button[value=approve]").is_enabled()
         assert driver.find_element(By.CSS_SELECTOR, "button[value=reject]").is_enabled()
         force("approve")

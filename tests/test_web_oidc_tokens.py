@@ -189,8 +189,12 @@ def hs256_with_the_client_secret(claims: dict[str, Any]) -> str:
     return jwt.encode({"alg": "HS256"}, claims, key, algorithms=["HS256"])
 
 
-def changed(**values: Any) -> Callable[[dict[str, Any]], str]:
+def changed(**given: Any) -> Callable[[dict[str, Any]], str]:
+    """A signer that changes claims; a callable value is computed when the token is made
+    (times must be relative to then, not to when the tests were collected)."""
+
     def sign(claims: dict[str, Any]) -> str:
+        values = {k: v() if callable(v) else v for k, v in given.items()}
         claims = {**claims, **values}
         for name, value in values.items():
             if value is None:
@@ -212,8 +216,8 @@ BAD_TOKENS: list[tuple[str, Callable[[dict[str, Any]], str], str]] = [
     ("not a JWT", lambda c: "not.a.jwt", "not a signed JWT"),
     ("wrong audience", changed(aud="someone-else"), "is meant for 'someone-else'"),
     ("wrong issuer", changed(iss="https://evil.example"), "issued by 'https://evil.example'"),
-    ("expired", changed(exp=int(time.time()) - 120), "has expired"),
-    ("from the future", changed(iat=int(time.time()) + 600), "issued in the future"),
+    ("expired", changed(exp=lambda: int(time.time()) - 120), "has expired"),
+    ("from the future", changed(iat=lambda: int(time.time()) + 600), "issued in the future"),
     ("no sub", changed(sub=None), "lacks the required claim"),
     ("no exp", changed(exp=None), "lacks the required claim"),
     ("wrong nonce", changed(nonce="a-nonce-from-another-attempt"), "nonce does not match"),
