@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -45,6 +45,15 @@ FIELD_OF = {
     "reason_too_long": blocks.REASON_BLOCK,
     "question_required": blocks.QUESTION_BLOCK,
 }
+#: the service's refusals of an edit's arguments: shown on the form's first argument
+ARG_REFUSALS = (
+    "args_required",
+    "args_unchanged",
+    "args_not_editable",
+    "unknown_args",
+    "args_too_large",
+    "args_not_json",
+)
 
 
 def reviewer_of(body: dict[str, Any]) -> Reviewer:
@@ -222,6 +231,10 @@ class Interactions(Bound):
         if errors:
             await ack(response_action="errors", errors=errors)
             return
+        first = next(iter(edits), None)
+        fields = dict(FIELD_OF)
+        if first is not None:  # keep the form (and what was typed) open, the error on it
+            fields |= dict.fromkeys(ARG_REFUSALS, blocks.ARG_BLOCK_PREFIX + first)
         await _answer(
             ack,
             self.service.decide(
@@ -232,6 +245,7 @@ class Interactions(Bound):
                 reason,
                 args=edits,
             ),
+            fields,
         )
 
     async def on_info(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -255,12 +269,15 @@ def _too_long(field: str, what: str) -> dict[str, Any]:
     return refusal_view(refused, field)
 
 
-async def _answer(ack: AsyncAck, work: Awaitable[Any]) -> None:
-    """Run a submission's operation, then close the modal, or answer why not."""
+async def _answer(
+    ack: AsyncAck, work: Awaitable[Any], fields: Mapping[str, str] = FIELD_OF
+) -> None:
+    """Run a submission's operation, then close the modal, or answer why not (next to
+    the block `fields` names for the refusal's code, if any)."""
     try:
         await work
     except DecisionRefused as exc:
-        await ack(**refusal_view(exc, FIELD_OF.get(exc.code)))
+        await ack(**refusal_view(exc, fields.get(exc.code)))
         return
     except NotFound:
         await ack(**refusal_view(DecisionRefused("not_found", "No such case."), None))
