@@ -413,27 +413,14 @@ def _about(card: CardView) -> list[Block]:
     return blocks
 
 
-def decision_modal(card: CardView, action: str, private_metadata: str) -> dict[str, Any]:
-    """Ask for the reason code and the reasoning. Reasoning is required on an override
-    or `other`; on a blind-review card always, so that the form gives nothing away."""
-    verb = "Approve" if action == "approve" else "Reject"
+def _reason_blocks(card: CardView, label: str, hint: str, *, optional: bool = False) -> list[Block]:
+    """The reason code (a select of the kind's codes) and the reasoning, as every
+    decision form asks for them."""
     options = [
         Option(value=code, text=PlainTextObject(text=plain(code, OPTION_TEXT)))
         for code in card.reason_codes[:MAX_OPTIONS]
     ]
-    if card.hide_recommendation:
-        hint = "Required: this is a blind review."
-        optional = False
-    else:
-        overriding = action != card.recommended_action
-        hint = (
-            "Required: you are going against the AI's recommendation."
-            if overriding
-            else "Required if you pick `other`."
-        )
-        optional = not overriding
-    blocks = [
-        *_about(card),
+    return [
         InputBlock(
             block_id=CODE_BLOCK,
             label=PlainTextObject(text="Reason code"),
@@ -445,7 +432,7 @@ def decision_modal(card: CardView, action: str, private_metadata: str) -> dict[s
         ),
         InputBlock(
             block_id=REASON_BLOCK,
-            label=PlainTextObject(text="Your reasoning"),
+            label=PlainTextObject(text=label),
             element=PlainTextInputElement(
                 action_id=REASON_ACTION, multiline=True, max_length=REASON_MAX
             ),
@@ -453,16 +440,40 @@ def decision_modal(card: CardView, action: str, private_metadata: str) -> dict[s
             optional=optional,
         ),
     ]
+
+
+def _modal(
+    callback_id: str, title: str, submit: str, blocks: list[Block], private_metadata: str
+) -> dict[str, Any]:
     view = View(
         type="modal",
-        callback_id=DECIDE_VIEW,
-        title=PlainTextObject(text=f"{verb} case"),
-        submit=PlainTextObject(text=verb),
+        callback_id=callback_id,
+        title=PlainTextObject(text=title),
+        submit=PlainTextObject(text=submit),
         close=PlainTextObject(text="Cancel"),
         blocks=blocks,
         private_metadata=private_metadata,
     )
     return view.to_dict()
+
+
+def decision_modal(card: CardView, action: str, private_metadata: str) -> dict[str, Any]:
+    """Ask for the reason code and the reasoning. Reasoning is required on an override
+    or `other`; on a blind-review card always, so that the form gives nothing away."""
+    verb = "Approve" if action == "approve" else "Reject"
+    if card.hide_recommendation:
+        hint = "Required: this is a blind review."
+        optional = False
+    else:
+        overriding = action != card.recommended_action
+        hint = (
+            "Required: you are going against the AI's recommendation."
+            if overriding
+            else "Required if you pick `other`."
+        )
+        optional = not overriding
+    blocks = [*_about(card), *_reason_blocks(card, "Your reasoning", hint, optional=optional)]
+    return _modal(DECIDE_VIEW, f"{verb} case", verb, blocks, private_metadata)
 
 
 def edit_modal(card: CardView, private_metadata: str) -> dict[str, Any] | None:
@@ -477,10 +488,6 @@ def edit_modal(card: CardView, private_metadata: str) -> dict[str, Any] | None:
     values = {name: cardtext.arg_json(found.args.get(name)) for name in names}
     if len(names) > EDIT_ARGS_MAX or any(len(v) > REASON_MAX for v in values.values()):
         return None
-    options = [
-        Option(value=code, text=PlainTextObject(text=plain(code, OPTION_TEXT)))
-        for code in card.reason_codes[:MAX_OPTIONS]
-    ]
     blocks: list[Block] = [
         *_about(card),
         _context(
@@ -501,35 +508,10 @@ def edit_modal(card: CardView, private_metadata: str) -> dict[str, Any] | None:
                 ),
             )
         )
-    blocks += [
-        InputBlock(
-            block_id=CODE_BLOCK,
-            label=PlainTextObject(text="Reason code"),
-            element=StaticSelectElement(
-                action_id=CODE_ACTION,
-                placeholder=PlainTextObject(text="Pick a reason"),
-                options=options,
-            ),
-        ),
-        InputBlock(
-            block_id=REASON_BLOCK,
-            label=PlainTextObject(text="Why you changed it"),
-            element=PlainTextInputElement(
-                action_id=REASON_ACTION, multiline=True, max_length=REASON_MAX
-            ),
-            hint=PlainTextObject(text="Required: you are changing what the AI proposed."),
-        ),
-    ]
-    view = View(
-        type="modal",
-        callback_id=EDIT_VIEW,
-        title=PlainTextObject(text="Edit and approve"),
-        submit=PlainTextObject(text="Approve with changes"),
-        close=PlainTextObject(text="Cancel"),
-        blocks=blocks,
-        private_metadata=private_metadata,
+    blocks += _reason_blocks(
+        card, "Why you changed it", "Required: you are changing what the AI proposed."
     )
-    return view.to_dict()
+    return _modal(EDIT_VIEW, "Edit and approve", "Approve with changes", blocks, private_metadata)
 
 
 def info_modal(card: CardView, private_metadata: str) -> dict[str, Any]:
@@ -544,16 +526,7 @@ def info_modal(card: CardView, private_metadata: str) -> dict[str, Any]:
             hint=PlainTextObject(text="The case waits until the workflow answers."),
         ),
     ]
-    view = View(
-        type="modal",
-        callback_id=INFO_VIEW,
-        title=PlainTextObject(text="Request info"),
-        submit=PlainTextObject(text="Ask"),
-        close=PlainTextObject(text="Cancel"),
-        blocks=blocks,
-        private_metadata=private_metadata,
-    )
-    return view.to_dict()
+    return _modal(INFO_VIEW, "Request info", "Ask", blocks, private_metadata)
 
 
 def message_modal(title: str, text: str) -> dict[str, Any]:
